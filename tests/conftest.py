@@ -1,0 +1,48 @@
+"""Shared test fixtures: a tiny BERT checkpoint with a tokenizer, and a small corpus."""
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "parity"
+
+# 101 entries, the vocabulary size of the bert-mlm-tiny fixture.
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ("the a one this that cat dog bird fish horse cow city river hill king queen child man woman "
+         "sat ran saw ate found lost built made took gave near over under into from with on in at "
+         "red old big small green blue quick slow happy dark . , and or but then").split()
+PIECES = ["##s", "##ed", "##ing", "##er", "##ly"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """bert-mlm-tiny (2 layers, hidden 32, vocab 101) with a WordPiece vocab.txt."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(FIXTURES / "bert-mlm-tiny" / f, folder)
+    vocab = SPECIALS + WORDS + PIECES
+    vocab += [f"w{i}" for i in range(101 - len(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return folder
+
+
+def write_corpus(path, n_documents=120, seed=0):
+    """Documents of short sentences from a tiny grammar: learnable in a few steps."""
+    rng = random.Random(seed)
+    nouns, verbs = ["cat", "dog", "bird", "king", "queen", "child"], ["saw", "found", "built", "took"]
+    docs = []
+    for _ in range(n_documents):
+        sentences = []
+        for _ in range(rng.randint(2, 5)):
+            sentences.append(f"the {rng.choice(['old', 'big', 'red'])} {rng.choice(nouns)} {rng.choice(verbs)} "
+                             f"a {rng.choice(nouns)} near the {rng.choice(['river', 'hill', 'city'])} .")
+        docs.append(" ".join(sentences))
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")

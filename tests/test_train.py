@@ -1,0 +1,168 @@
+"""train.py on a tiny model: it learns, resumes exactly, splits over processes, survives crashes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from model import MaskedLM, Tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def argv(tiny_checkpoint, tiny_corpus, out, *extra):
+    return ["--preset", "tiny", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus), "--out", str(out),
+            "--cache-dir", str(out.parent / "cache"), "--device", "cpu", "--quiet", *extra]
+
+
+def final_weights(out):
+    return load_file(train.latest_checkpoint(out) / "model.safetensors")
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
+
+
+@pytest.mark.parametrize("method", [["--masking", "random", "--smoothing", "none"],
+                                    ["--masking", "informative", "--smoothing", "token"]])
+def test_loss_goes_down(tmp_path, tiny_checkpoint, tiny_corpus, method):
+    history = train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--steps", "30", "--lr", "1e-2",
+                              "--schedule", "constant", "--eval-every", "30", "--log-every", "1", *method))
+    evals = [h for h in history if "eval_loss" in h]
+    assert evals[0]["phase"] == "start" and evals[-1]["phase"] == "end"
+    assert evals[-1]["eval_loss"] < 0.75 * evals[0]["eval_loss"]
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    assert len(train_losses) == 30 and np.mean(train_losses[-5:]) < 0.8 * np.mean(train_losses[:5])
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
+    common = ["--steps", "8", "--save-every", "100", "--eval-every", "100", "--micro-batch-size", "4"]
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "whole", *common))
+
+    real = train.step_generator
+
+    def stop_at_4(args, step, micro, device):  # Ctrl-C in the middle of step 4
+        if step == 4 and micro == 1:
+            raise KeyboardInterrupt
+        return real(args, step, micro, device)
+
+    monkeypatch.setattr(train, "step_generator", stop_at_4)
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
+    assert train.latest_checkpoint(tmp_path / "split").name == "step-0000004"
+    monkeypatch.setattr(train, "step_generator", real)
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common, "--resume"))
+    assert_same_weights(final_weights(tmp_path / "whole"), final_weights(tmp_path / "split"))
+
+
+def test_a_seed_reproduces_a_run(tmp_path, tiny_checkpoint, tiny_corpus):
+    run = lambda name, seed: train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / name, "--steps", "3", "--seed", seed))
+    run("a", "1"), run("b", "1"), run("c", "2")
+    assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
+    with pytest.raises(AssertionError):
+        assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "c"))
+
+
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus):
+    method = ["--steps", "4", "--micro-batch-size", "4", "--masking", "informative", "--smoothing", "token"]
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *method))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *method)]
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-5)
+    losses = lambda name: [e["loss"] for e in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert losses("single") == pytest.approx(losses("ddp"), abs=1e-5)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
+    out = tmp_path / "run"
+    real = Tokenizer.save_pretrained
+    calls = {"n": 0}
+
+    def crash_on_second(self, folder):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full (simulated) in the middle of a checkpoint")
+        return real(self, folder)
+
+    monkeypatch.setattr(Tokenizer, "save_pretrained", crash_on_second)
+    with pytest.raises(OSError, match="simulated"):
+        train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "10", "--save-every", "5"))
+    previous = train.latest_checkpoint(out)
+    assert previous.name == "step-0000005"
+    MaskedLM.from_pretrained(previous)  # loads
+    assert torch.load(previous / "training_state.pt", weights_only=False)["step"] == 5
+    monkeypatch.setattr(Tokenizer, "save_pretrained", real)
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "10", "--save-every", "5", "--resume"))
+    assert train.latest_checkpoint(out).name == "step-0000010"
+
+
+def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_checkpoint, tiny_corpus):
+    import data
+
+    args = train.parse_args(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--masking", "informative"))
+    args.phase = "main"
+    tok = Tokenizer(tiny_checkpoint)
+    model = MaskedLM.from_pretrained(tiny_checkpoint)
+    train_set, _, _ = data.load_corpus(args.corpus, tok, args.block_length, 64, args.heldout, args.cache_dir)
+    stored = train.offline_scores(args, model, tok, train_set, "cpu", train.nullcontext(), tmp_path / "scores.npy")
+    assert stored.shape == (len(train_set), args.block_length)
+    rows = np.array([3, 0, 5, 2])
+    ids = train_set.batch(rows)
+    online = train.mask_batch(args, model, tok, ids, torch.Generator().manual_seed(7))
+    offline = train.mask_batch(args, model, tok, ids, torch.Generator().manual_seed(7), torch.from_numpy(stored[rows]))
+    for a, b in zip(online, offline):  # corrupted input, positions, targets, references
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert (online[2] != -100).sum() > 0
+
+
+def test_demo_report_and_log(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
+    out = tmp_path / "run"
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "3", "--steps", "3", "--masking", "informative",
+                              "--eval-every", "100"))
+    printed = capsys.readouterr().out
+    assert "self-questioning picks" in printed and "held-out MLM accuracy (loss)" in printed
+    assert str(train.latest_checkpoint(out)) in printed
+    page = (out / "scores.html").read_text()
+    assert page.count("<span title=") > 8
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["phase"] for e in log if "eval_loss" in e] == ["start", "after warm-up", "end"]
+    assert {e["phase"] for e in log if "loss" in e} == {"warm-up", "main"}
+
+
+def test_head_warmup_uses_random_masking_and_the_head_learning_rate(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
+    seen = []
+    real = train.mask_batch
+
+    def spy(args, model, tok, input_ids, gen, stored_scores=None):
+        seen.append(args.phase)
+        return real(args, model, tok, input_ids, gen, stored_scores)
+
+    monkeypatch.setattr(train, "mask_batch", spy)
+    out = tmp_path / "run"
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "4", "--steps", "2", "--masking", "informative"))
+    assert seen == ["warm-up"] * 4 + ["main"] * 2
+    state = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)
+    assert sorted(g["head"] for g in state["optimizer"]["param_groups"]) == [False, False, True, True]
+
+
+def test_block_length_above_model_positions(tmp_path, tiny_checkpoint, tiny_corpus):
+    with pytest.raises(ValueError, match="64"):
+        train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--block-length", "100"))
+
+
+def test_lr_schedule():
+    args = train.parse_args(["--lr", "1.0", "--warmup", "10", "--steps", "105", "--head-warmup", "5", "--head-lr", "0.5"])
+    assert [train.lr_at(args, s, head=True) for s in (0, 4)] == [0.5, 0.5]  # head warm-up: its own rate
+    assert train.lr_at(args, 0) == pytest.approx(0.1) and train.lr_at(args, 9) == pytest.approx(1.0)
+    assert train.lr_at(args, 5, head=True) == train.lr_at(args, 5)  # then the head joins the schedule
+    assert train.lr_at(args, 10 + 50) == pytest.approx(0.5) and train.lr_at(args, 110) == 0.0

