@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
-from masking import IGNORE_INDEX, apply_mask, random_mask, score_tokens, select_informative, special_tokens_mask
+from masking import (IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, select_informative,
+                     special_tokens_mask)
 from model import MaskedLM, Tokenizer
 from smoothing import cross_entropy, token_specific_label_smoothing, uniform_label_smoothing
 
@@ -219,11 +220,15 @@ def micro_step(args, model, raw, tok, input_ids, gen, autocast, stored_scores=No
 # 3. Evaluation with a fixed mask
 
 
-def eval_batches(args, tok, heldout, device):
-    """Held-out blocks masked once, BERT's way, with a fixed seed.
+def eval_batches(args, tok, heldout, device, model=None, autocast=nullcontext()):
+    """Held-out blocks masked once with a fixed seed: [(corrupted, labels)].
 
-    Every run and every method is scored on the same masked tokens, so the
-    numbers compare across runs (the same corpus, tokenizer and block length).
+    Without a model, BERT's random masking: every run and every method is
+    scored on the same masked tokens, so the numbers compare across runs (with
+    the same corpus, tokenizer and block length). With a model, the tokens its
+    self-questioning finds hardest, masked the authors' way: SE trains on
+    exactly such tokens, and random positions are mostly easy ones, so the two
+    sets show different sides of what a method learns.
     """
     n = min(args.eval_blocks, len(heldout))
     gen = torch.Generator().manual_seed(1234)
@@ -231,13 +236,20 @@ def eval_batches(args, tok, heldout, device):
     for start in range(0, n, args.micro_batch_size):
         ids = heldout.batch(np.arange(start, min(n, start + args.micro_batch_size)))
         maskable = ~special_tokens_mask(ids, tok)
-        corrupted, labels, _ = random_mask(ids, maskable, tok.mask_id, tok.vocab_size, 0.15, gen)
+        if model is None:
+            corrupted, labels, _ = random_mask(ids, maskable, tok.mask_id, tok.vocab_size, 0.15, gen)
+        else:
+            with autocast:
+                scores = question(model, ids.to(device), args.score)[0].cpu()
+            selected = select_informative(scores, maskable, 0.15, generator=gen)
+            corrupted, labels = apply_mask(ids, selected, tok.mask_id), labels_for(ids, selected)
         out.append((corrupted.to(device), labels.to(device)))
     return out
 
 
 @torch.no_grad()
-def evaluate(model, batches, autocast):
+def evaluate(model, batches, autocast, prefix="eval"):
+    """MLM loss and accuracy at the masked positions of fixed held-out batches."""
     was_training = model.training
     model.eval()
     loss = correct = count = 0.0
@@ -250,7 +262,7 @@ def evaluate(model, batches, autocast):
         correct += (logits.argmax(-1) == target).sum().item()
         count += target.numel()
     model.train(was_training)
-    return {"eval_loss": loss / max(count, 1), "eval_accuracy": correct / max(count, 1), "eval_tokens": int(count)}
+    return {f"{prefix}_loss": loss / max(count, 1), f"{prefix}_accuracy": correct / max(count, 1)}
 
 
 # -----------------------------------------------------------------------------
@@ -487,7 +499,10 @@ def main(argv=None):
     log(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
         f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
     log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if k not in ("sample", "quiet")))
-    batches = eval_batches(args, tok, heldout, device)
+    batches, hard = eval_batches(args, tok, heldout, device), None
+    hard_path = out / "hardest-heldout.pt"  # fixed when the method begins, kept for resumed runs
+    if hard_path.exists() and step > args.head_warmup:
+        hard = torch.load(hard_path, map_location=device)
     history = []
 
     def record(entry):
@@ -499,9 +514,12 @@ def main(argv=None):
     def run_eval(label):
         if main_process:
             result = {"step": step, "phase": label, **evaluate(raw, batches, autocast)}
+            text = f"held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f}"
+            if hard:
+                result.update(evaluate(raw, hard, autocast, "hard"))
+                text += f" | hardest tokens: loss {result['hard_loss']:.3f}, accuracy {result['hard_accuracy']:.3f}"
             record(result)
-            log(f"[step {step}] held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f} ({label})")
-            return result
+            log(f"[step {step}] {text} ({label})")
 
     if step == 0:
         run_eval("start")
@@ -513,6 +531,9 @@ def main(argv=None):
         while step < total:
             args.phase = "warm-up" if step < args.head_warmup else "main"
             if step == args.head_warmup:  # the method begins: show what it sees
+                if main_process:
+                    hard = eval_batches(args, tok, heldout, device, raw, autocast)
+                    torch.save(hard, hard_path)
                 if args.head_warmup and step > 0:
                     run_eval("after warm-up")
                 if main_process and args.masking == "informative":
@@ -565,9 +586,11 @@ def main(argv=None):
     if not interrupted:
         run_eval("end")
         if main_process:
-            evals = {e["phase"]: e for e in history if e["phase"] in ("start", "after warm-up", "end")}
-            print("held-out MLM accuracy (loss): " + " -> ".join(
-                f"{e['eval_accuracy']:.3f} ({e['eval_loss']:.2f}) {label} step {e['step']}" for label, e in evals.items()))
+            evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]
+            for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
+                if any(f"{key}_accuracy" in e for e in evals):
+                    print(f"held-out MLM accuracy, {what}: " + " -> ".join(
+                        f"{e[key + '_accuracy']:.3f} ({e['phase']}, step {e['step']})" for e in evals if f"{key}_accuracy" in e))
             print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
     if world > 1:
         dist.destroy_process_group()
