@@ -592,8 +592,9 @@ def main(argv=None):
             evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]
             for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
                 if any(f"{key}_accuracy" in e for e in evals):
-                    print(f"held-out MLM accuracy, {what}: " + " -> ".join(
-                        f"{e[key + '_accuracy']:.3f} ({e['phase']}, step {e['step']})" for e in evals if f"{key}_accuracy" in e))
+                    print(f"held-out MLM accuracy / loss, {what}: " + " -> ".join(
+                        f"{e[key + '_accuracy']:.3f} / {e[key + '_loss']:.2f} ({e['phase']}, step {e['step']})"
+                        for e in evals if f"{key}_accuracy" in e))
             print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
     if world > 1:
         dist.destroy_process_group()

@@ -130,7 +130,7 @@ def test_demo_report_and_log(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "3", "--steps", "3", "--masking", "informative",
                               "--eval-every", "100"))
     printed = capsys.readouterr().out
-    assert "self-questioning picks" in printed and "held-out MLM accuracy, random positions" in printed
+    assert "self-questioning picks" in printed and "held-out MLM accuracy / loss, random positions" in printed
     assert str(train.latest_checkpoint(out)) in printed
     page = (out / "scores.html").read_text()
     assert page.count("<span title=") > 8
