@@ -10,6 +10,7 @@ setup: .setup-done
 	touch .setup-done
 
 demo: setup  ## the main job on its small offline default: MiniLM + Wikipedia, minutes on a CPU
+	rm -rf runs/demo  # a fresh run each time
 	$(PYTHON) train.py --preset demo
 
 test: setup  ## the whole test suite

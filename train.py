@@ -463,6 +463,9 @@ def main(argv=None):
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
 
+    if (out / "latest").exists() and not args.resume:
+        raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): continue it with --resume, "
+                         "or choose another --out")
     start = latest_checkpoint(out) if args.resume else None
     tok = Tokenizer(start or args.model)
     torch.manual_seed(args.seed)  # a fresh MLM head starts from seeded random weights
@@ -470,12 +473,11 @@ def main(argv=None):
                                    attention_probs_dropout_prob=args.dropout).to(device).train()
     c = raw.config
     max_positions = c.max_position_embeddings - (c.pad_token_id + 1 if c.model_type == "roberta" else 0)
-    if main_process:  # tokenize once; the other processes read the cache
-        train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
-    if world > 1:
+    if not main_process:  # the first process tokenizes into the cache, then the others read it
         dist.barrier()
-    if not main_process:
-        train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
+    train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
+    if main_process and world > 1:
+        dist.barrier()
     per_epoch = len(train) // args.batch_size
     if per_epoch == 0:
         raise SystemExit(f"{info['n_blocks']} training blocks are fewer than one batch of {args.batch_size}")

@@ -166,3 +166,10 @@ def test_lr_schedule():
     assert train.lr_at(args, 0) == pytest.approx(0.1) and train.lr_at(args, 9) == pytest.approx(1.0)
     assert train.lr_at(args, 5, head=True) == train.lr_at(args, 5)  # then the head joins the schedule
     assert train.lr_at(args, 10 + 50) == pytest.approx(0.5) and train.lr_at(args, 110) == 0.0
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path, tiny_checkpoint, tiny_corpus):
+    out = tmp_path / "run"
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2"))
+    with pytest.raises(SystemExit, match="already holds a run .*--resume"):
+        train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2"))
