@@ -173,3 +173,15 @@ def test_a_finished_run_is_not_overwritten(tmp_path, tiny_checkpoint, tiny_corpu
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2"))
     with pytest.raises(SystemExit, match="already holds a run .*--resume"):
         train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_paths_learn(tmp_path, tiny_checkpoint, tiny_corpus, precision):
+    """Autocast (and, for fp16, the gradient scaler) on CPU: the paths a GPU takes."""
+    out = tmp_path / "run"
+    history = train.main(argv(tiny_checkpoint, tiny_corpus, out, "--precision", precision, "--masking", "informative",
+                              "--steps", "20", "--lr", "1e-2", "--schedule", "constant", "--eval-every", "100"))
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert evals[-1] < 0.8 * evals[0]
+    scaler = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
+    assert (scaler.get("scale") is not None) == (precision == "fp16")
