@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
