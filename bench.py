@@ -38,7 +38,6 @@ import sys
 import time
 import types
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -200,10 +199,8 @@ def run_one(args):
             return {"mode": "alternative", "skipped": "transformers is not installed"}
     torch.manual_seed(0)
     model, config, tok, origin = build(args, device)
-    max_positions = config["max_position_embeddings"] - (config["pad_token_id"] + 1 if config["model_type"] == "roberta" else 0)
-    input_ids = synthetic_batch(args, tok, max_positions, device)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()  # as train.setup_machine
+    input_ids = synthetic_batch(args, tok, model.config.max_positions, device)
+    autocast = train.autocast_for(device, args.dtype)
     extra = {"weights": origin}
     if args.only == "alternative":
         del model  # the alternative builds its own from the same config

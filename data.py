@@ -213,10 +213,9 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
                 cache_dir=None, seed: int = 0) -> tuple[BlockDataset, BlockDataset, dict]:
     """Train and held-out blocks of the corpus, from the cache when it has them.
 
-    max_positions is the number of positions the model can use: max_position_embeddings
-    for BERT, max_position_embeddings - pad_token_id - 1 for RoBERTa (its positions start
-    after the padding index: 514 - 1 - 1 = 512). The cache folder is `cache_dir`, else
-    $SE_CACHE, else ~/.cache/self-evolution.
+    max_positions is the number of positions the model can use (EncoderConfig.max_positions:
+    512 for BERT and RoBERTa alike). The cache folder is `cache_dir`, else $SE_CACHE, else
+    ~/.cache/self-evolution.
     """
     tok, L = tokenizer, block_length
     if L < 3:

@@ -101,6 +101,12 @@ class EncoderConfig:
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
 
+    @property
+    def max_positions(self) -> int:
+        """How many tokens a sequence may have: RoBERTa numbers its positions from
+        pad_token_id + 1, so 514 embeddings serve 512 tokens."""
+        return self.max_position_embeddings - (self.pad_token_id + 1 if self.model_type == "roberta" else 0)
+
     def to_dict(self) -> dict:
         d = dict(self.extra)
         d.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"})

@@ -412,9 +412,13 @@ def setup_machine(args):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if args.precision == "auto":
         args.precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[args.precision]
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    return device, rank, world, autocast
+    return device, rank, world, autocast_for(device, args.precision)
+
+
+def autocast_for(device, precision):
+    """Mixed precision: matrix products in bf16/fp16, the rest (and our losses) in float32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
 def step_generator(args, step, micro, device):
@@ -472,10 +476,9 @@ def main(argv=None):
     raw = MaskedLM.from_pretrained(start or args.model, hidden_dropout_prob=args.dropout,
                                    attention_probs_dropout_prob=args.dropout).to(device).train()
     c = raw.config
-    max_positions = c.max_position_embeddings - (c.pad_token_id + 1 if c.model_type == "roberta" else 0)
     if not main_process:  # the first process tokenizes into the cache, then the others read it
         dist.barrier()
-    train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, max_positions, args.heldout, args.cache_dir, args.seed)
+    train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, c.max_positions, args.heldout, args.cache_dir, args.seed)
     if main_process and world > 1:
         dist.barrier()
     per_epoch = len(train) // args.batch_size

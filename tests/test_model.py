@@ -299,3 +299,8 @@ def test_fill_mask_and_command(capsys):
 def test_short_names_resolve_to_installed_packages():
     for name in DEFAULT_MODELS:
         assert (resolve_checkpoint(name) / "config.json").is_file()
+
+
+def test_usable_positions():
+    assert EncoderConfig(max_position_embeddings=512).max_positions == 512
+    assert EncoderConfig(model_type="roberta", max_position_embeddings=514, pad_token_id=1).max_positions == 512
