@@ -202,6 +202,15 @@ class BlockDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.asarray(self.blocks[self.indices[np.asarray(idx)]], dtype=np.int64))
 
 
+def token_counts(dataset: BlockDataset, vocab_size: int, chunk: int = 4096) -> torch.Tensor:
+    """How often each token id occurs in the dataset's blocks (for frequency-aware masking)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(dataset), chunk):
+        rows = np.asarray(dataset.blocks[dataset.indices[start:start + chunk]])
+        counts += np.bincount(rows.ravel(), minlength=vocab_size)[:vocab_size]
+    return torch.from_numpy(counts)
+
+
 def epoch_order(n: int, epoch: int, seed: int = 0) -> np.ndarray:
     """The order of n training blocks in epoch `epoch`: a permutation that depends on
     (seed, epoch) only. A run stopped after k batches of b blocks in epoch e resumes

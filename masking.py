@@ -19,12 +19,20 @@ the method needs them:
 6. Corrupt the selection. The authors replace every informative token by the
    mask token; the labels keep the original ids there and IGNORE_INDEX
    elsewhere.
+7. Your own rule: a function of a MaskingBatch that returns the selection,
+   plugged into train.py with --masking-fn (the tutorial's exercises).
 
 Every function works on whole batches at once (no loop over tokens or
 sequences, no host-device sync), so it can run inside the training step on the
 GPU. Every random function takes an optional torch.Generator and draws on the
 device of its inputs, so a seed reproduces a mask.
 """
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -218,3 +226,72 @@ def select_informative(scores, maskable, ratio=0.15, threshold=None, informative
     if informative_fraction >= 1.0:
         return top
     return top | _random_select(valid & ~top, k - n_top, generator)
+
+
+# -----------------------------------------------------------------------------
+# 7. Your own masking rule (train.py --masking-fn FILE.py:FUNCTION)
+
+
+@dataclass
+class MaskingBatch:
+    """What a masking function may look at for one micro-batch.
+
+    A masking function takes a MaskingBatch and returns a (batch, length) bool
+    tensor: True where a token is to be masked. train.py then corrupts the
+    selection (--informative-split), trains on it, and applies the label
+    smoothing of --smoothing. Positions outside `maskable` are never masked,
+    whatever the function returns.
+    """
+    input_ids: torch.Tensor          # (batch, length) token ids, unmasked
+    maskable: torch.Tensor           # (batch, length) bool: False at special tokens and padding
+    ratio: float = 0.15              # the masking budget, --ratio
+    generator: torch.Generator | None = None  # draw every random number from it: a seed reproduces the mask
+    continuation: torch.Tensor | None = None  # (vocab,) bool: the token continues a word (WordPiece "##x")
+    token_counts: torch.Tensor | None = None  # (vocab,) how often each token occurs in the training corpus
+    progress: float = 0.0            # 0 at the method's first step, 1 at its last (for curricula)
+    question: Callable | None = field(default=None, repr=False)  # input_ids -> logits of the unmasked batch
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+
+    def logits(self) -> torch.Tensor:
+        """(batch, length, vocab) logits of the model on the UNMASKED batch (self-questioning).
+
+        Computed on first use (no gradient, eval mode) and kept: the reference
+        of token-specific label smoothing reuses it.
+        """
+        if self._logits is None:
+            if self.question is None:
+                raise RuntimeError("this MaskingBatch has no model to question")
+            self._logits = self.question(self.input_ids)
+        return self._logits
+
+    def scores(self, kind="loss") -> torch.Tensor:
+        """(batch, length) self-questioning scores, as score_tokens computes them."""
+        return score_tokens(self.logits(), self.input_ids, kind)
+
+
+def load_masking_fn(spec: str) -> Callable:
+    """The function FUNCTION of the Python file FILE.py named by "FILE.py:FUNCTION"."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path.endswith(".py") or not name:
+        raise ValueError(f"--masking-fn {spec!r}: expected FILE.py:FUNCTION")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--masking-fn {spec!r}: no file {path}")
+    module_name = f"masking_fn_{Path(path).stem}"
+    loader = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = module
+    loader.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"--masking-fn {spec!r}: {path} defines no function {name}")
+    return fn
+
+
+def custom_select(fn: Callable, batch: MaskingBatch) -> torch.Tensor:
+    """Run a masking function and check what it returns (shape and type; no host sync)."""
+    selected = fn(batch)
+    if not isinstance(selected, torch.Tensor) or selected.dtype != torch.bool or selected.shape != batch.input_ids.shape:
+        got = f"{selected.dtype} tensor of shape {tuple(selected.shape)}" if isinstance(selected, torch.Tensor) else type(selected).__name__
+        raise TypeError(f"masking function {getattr(fn, '__name__', fn)} must return a bool tensor of shape "
+                        f"{tuple(batch.input_ids.shape)}, got a {got}")
+    return selected & batch.maskable

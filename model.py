@@ -349,7 +349,8 @@ DEFAULT_MODELS = {
 
 
 def resolve_checkpoint(path_or_id) -> Path:
-    """A local folder, a short name of an offline model, or a Hugging Face hub id."""
+    """A local folder, a run folder of train.py (its latest checkpoint), a short name
+    of an offline model, or a Hugging Face hub id."""
     name = str(path_or_id)
     if name in DEFAULT_MODELS:
         import importlib.util
@@ -360,6 +361,8 @@ def resolve_checkpoint(path_or_id) -> Path:
             raise FileNotFoundError(f"the model {name!r} comes from a Python package that is not installed: {install}")
         return Path(spec.submodule_search_locations[0]) / sub
     path = Path(name).expanduser()
+    if path.is_dir() and (path / "latest").is_file() and not (path / "config.json").exists():
+        return path / (path / "latest").read_text().strip()  # train.py's run folder
     if path.is_dir():
         return path
     if path.exists():

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
-from masking import (IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, select_informative,
-                     special_tokens_mask)
+from masking import (IGNORE_INDEX, MaskingBatch, apply_mask, custom_select, labels_for, load_masking_fn, random_mask,
+                     score_tokens, select_informative, special_tokens_mask)
 from model import MaskedLM, Tokenizer
 from smoothing import cross_entropy, token_specific_label_smoothing, uniform_label_smoothing
 
@@ -85,6 +85,9 @@ def parse_args(argv=None):
     g.add_argument("--informative-split", type=float, nargs=3, default=[1.0, 0.0, 0.0], metavar=("MASK", "RANDOM", "KEEP"),
                    help="how selected informative tokens are corrupted; the authors mask them all")
     g.add_argument("--whole-word", action="store_true", help="random masking selects whole words")
+    g.add_argument("--masking-fn", metavar="FILE.py:FUNCTION", default=None,
+                   help="your own masking rule instead of --masking: a function of a masking.MaskingBatch that returns the "
+                        "bool selection (see tutorial/exercises); the selection is corrupted by --informative-split")
     g.add_argument("--questioning", choices=["online", "offline"], default="online",
                    help="score tokens in the training step (one extra forward) or in one pass before training (the authors' way)")
     g.add_argument("--smoothing", choices=["none", "uniform", "token"], default="token",
@@ -128,6 +131,15 @@ def parse_args(argv=None):
         for k, v in PRESETS[args.preset].items():
             if k not in given:
                 setattr(args, k, v)
+    if args.masking_fn and args.questioning == "offline":
+        ap.error("--masking-fn questions the model online, when the function asks for it; drop --questioning offline")
+    # Filled in by the loop: the phase ("warm-up" or "main"), how far the method has
+    # come (0..1), and for --masking-fn the loaded function and the corpus counts.
+    args.phase, args.progress, args.token_counts = "main", 0.0, None
+    try:
+        args.select_fn = load_masking_fn(args.masking_fn) if args.masking_fn else None
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     args.micro_batch_size = args.micro_batch_size or args.batch_size
     if args.batch_size % args.micro_batch_size:
         ap.error(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size {args.micro_batch_size}")
@@ -153,7 +165,8 @@ def flat_positions(selected, size):
 def max_selected(args, shape):
     """An upper bound of the tokens one micro-batch can select, known on the host."""
     batch, length = shape
-    bounded = (args.masking == "random" and not args.whole_word) or (args.masking == "informative" and args.select == "ratio")
+    bounded = not args.masking_fn and ((args.masking == "random" and not args.whole_word) or
+                                       (args.masking == "informative" and args.select == "ratio"))
     return batch * (math.floor(length * args.ratio) + 1) if bounded else batch * length
 
 
@@ -179,7 +192,12 @@ def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
     targets, the reference logits there or None).
     """
     maskable = ~special_tokens_mask(input_ids, tok)
-    if args.masking == "random" or args.phase == "warm-up":
+    if args.select_fn and args.phase == "main":  # a rule of your own: it questions the model if it needs to
+        batch = masking_batch(args, model, tok, input_ids, maskable, gen)
+        selected = custom_select(args.select_fn, batch)
+        corrupted = apply_mask(input_ids, selected, tok.mask_id, tok.vocab_size, tuple(args.informative_split), gen)
+        logits = batch._logits
+    elif args.masking == "random" or args.phase == "warm-up":
         continuation = tok.continuation.to(input_ids.device) if args.whole_word else None
         corrupted, _, selected = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, args.ratio, gen, continuation)
         logits = None
@@ -199,6 +217,12 @@ def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
         # one (kept only where a token is masked), else a forward projected there.
         reference = logits.flatten(0, 1)[idx] if logits is not None else question(model, input_ids, args.score, idx)[1]
     return corrupted, idx, targets, reference
+
+
+def masking_batch(args, model, tok, input_ids, maskable, gen):
+    """What a --masking-fn function sees; the model is questioned only if it asks."""
+    return MaskingBatch(input_ids, maskable, args.ratio, gen, tok.continuation.to(input_ids.device), args.token_counts,
+                        args.progress, question=lambda ids: question(model, ids, args.score)[1])
 
 
 def loss_fn(args, logits, targets, reference):
@@ -308,7 +332,7 @@ def save_checkpoint(out, step, raw, tok, optimizer, scaler, args):
     raw.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-             "args": vars(args)}
+             "args": options(args)}
     torch.save(state, tmp / "training_state.pt")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -317,6 +341,11 @@ def save_checkpoint(out, step, raw, tok, optimizer, scaler, args):
     for old in sorted(out.glob("step-*"))[:-2]:  # keep the newest two
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def options(args):
+    """The command-line options of a run (what a checkpoint records), without loaded objects."""
+    return {k: v for k, v in vars(args).items() if v is None or isinstance(v, (str, int, float, bool, list))}
 
 
 def latest_checkpoint(out):
@@ -331,16 +360,22 @@ def latest_checkpoint(out):
 
 
 def show_picks(args, raw, tok, text, device, autocast):
-    """Print the tokens self-questioning would mask in one sentence."""
+    """Print the tokens the masking rule picks in one sentence, and the highest scores."""
     ids = tok(text)["input_ids"].to(device)
     with autocast:
         scores, _ = question(raw, ids, args.score)
     maskable = ~special_tokens_mask(ids, tok)
-    threshold = args.threshold if args.select == "threshold" else None
-    picked = select_informative(scores, maskable, args.ratio, threshold, 1.0, torch.Generator(device).manual_seed(0))
+    gen = torch.Generator(device).manual_seed(0)
+    if args.select_fn:
+        picked = custom_select(args.select_fn, masking_batch(args, raw, tok, ids, maskable, gen))
+        rule = f"{args.masking_fn} picks (brackets)"
+    else:
+        threshold = args.threshold if args.select == "threshold" else None
+        picked = select_informative(scores, maskable, args.ratio, threshold, 1.0, gen)
+        rule = f"self-questioning picks ({args.score} score, brackets)"
     words = tok.tokens(ids[0])
     marked = [f"[{w}]" if p else w for w, p in zip(words, picked[0].tolist())]
-    print(f"self-questioning picks ({args.score} score, brackets): " + " ".join(marked))
+    print(f"{rule}: " + " ".join(marked))
     ranked = sorted(((s, w) for w, s, m in zip(words, scores[0].tolist(), maskable[0].tolist()) if m), reverse=True)
     print("  highest scores: " + ", ".join(f"{w} {s:.2f}" for s, w in ranked[:8]))
 
@@ -481,6 +516,8 @@ def main(argv=None):
     train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, c.max_positions, args.heldout, args.cache_dir, args.seed)
     if main_process and world > 1:
         dist.barrier()
+    if args.select_fn:
+        args.token_counts = data.token_counts(train, tok.vocab_size).to(device)
     per_epoch = len(train) // args.batch_size
     if per_epoch == 0:
         raise SystemExit(f"{info['n_blocks']} training blocks are fewer than one batch of {args.batch_size}")
@@ -506,7 +543,7 @@ def main(argv=None):
         f"{sum(p.numel() for p in raw.parameters()) / 1e6:.1f}M parameters | device {device} x{world}, {args.precision}")
     log(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
         f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
-    log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if k not in ("sample", "quiet")))
+    log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(options(args).items()) if k not in ("sample", "quiet", "phase", "progress")))
     batches, hard = eval_batches(args, tok, heldout, device), None
     hard_path = out / "hardest-heldout.pt"  # fixed when the method begins, kept for resumed runs
     if hard_path.exists() and step > args.head_warmup:
@@ -538,13 +575,14 @@ def main(argv=None):
     try:
         while step < total:
             args.phase = "warm-up" if step < args.head_warmup else "main"
+            args.progress = min(1.0, max(0, step - args.head_warmup) / max(1, args.steps - 1))
             if step == args.head_warmup:  # the method begins: show what it sees
                 if main_process:
                     hard = eval_batches(args, tok, heldout, device, raw, autocast)
                     torch.save(hard, hard_path)
                 if args.head_warmup and step > 0:
                     run_eval("after warm-up")
-                if main_process and args.masking == "informative":
+                if main_process and (args.masking == "informative" or args.select_fn):
                     show_picks(args, raw, tok, args.sample, device, autocast)
                     write_score_page(args, raw, tok, heldout, device, autocast, out / "scores.html")
                     log(f"token scores of held-out passages: {out / 'scores.html'}")
