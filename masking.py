@@ -247,7 +247,7 @@ class MaskingBatch:
     ratio: float = 0.15              # the masking budget, --ratio
     generator: torch.Generator | None = None  # draw every random number from it: a seed reproduces the mask
     continuation: torch.Tensor | None = None  # (vocab,) bool: the token continues a word (WordPiece "##x")
-    token_counts: torch.Tensor | None = None  # (vocab,) how often each token occurs in the training corpus
+    token_counts: torch.Tensor | None = None  # (vocab,) occurrences in the training blocks (0 for unseen tokens)
     progress: float = 0.0            # 0 at the method's first step, 1 at its last (for curricula)
     question: Callable | None = field(default=None, repr=False)  # input_ids -> logits of the unmasked batch
     _logits: torch.Tensor | None = field(default=None, repr=False)

@@ -345,7 +345,8 @@ def save_checkpoint(out, step, raw, tok, optimizer, scaler, args):
 
 def options(args):
     """The command-line options of a run (what a checkpoint records), without loaded objects."""
-    return {k: v for k, v in vars(args).items() if v is None or isinstance(v, (str, int, float, bool, list))}
+    derived = ("phase", "progress", "select_fn", "token_counts")
+    return {k: v for k, v in vars(args).items() if k not in derived}
 
 
 def latest_checkpoint(out):
@@ -543,7 +544,7 @@ def main(argv=None):
         f"{sum(p.numel() for p in raw.parameters()) / 1e6:.1f}M parameters | device {device} x{world}, {args.precision}")
     log(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
         f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
-    log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(options(args).items()) if k not in ("sample", "quiet", "phase", "progress")))
+    log("settings: " + " ".join(f"{k}={v}" for k, v in sorted(options(args).items()) if k not in ("sample", "quiet")))
     batches, hard = eval_batches(args, tok, heldout, device), None
     hard_path = out / "hardest-heldout.pt"  # fixed when the method begins, kept for resumed runs
     if hard_path.exists() and step > args.head_warmup:

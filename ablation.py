@@ -1,0 +1,249 @@
+"""
+ablation.py -- does self-evolution beat random masking? The paper's ablation on your model and hardware.
+
+    python ablation.py --preset small     # MiniLM + Wikipedia, 2 CPU cores, under an hour: a smoke test
+    python ablation.py --preset full      # BERT-base, one GPU, a few hours
+
+From one starting checkpoint, one corpus, one budget of steps and one seed, it
+1. continues pretraining four ways (the paper's Table 3 ablation):
+     (a) random masking + cross-entropy          -- the baseline, BERT's MLM
+     (b) informative masking + cross-entropy     -- SE stage 1 only
+     (c) random masking + token-specific LS      -- SE stage 2 only
+     (d) self-evolution: informative + token-specific LS
+2. fine-tunes the starting checkpoint and (a)-(d) on a few GLUE/SuperGLUE
+   tasks, several seeds each (finetune.py);
+3. writes a markdown table (mean +/- std over the seeds, an average column,
+   the pretraining cost) and a plot of held-out MLM loss during pretraining.
+
+Every stage stores its result in --out and is skipped when it is already
+there, so a stopped ablation continues where it stopped when run again.
+A checkpoint without an MLM head (MiniLM) first gets the short random-masking
+warm-up of train.py, and that warmed-up model is the common start of all four.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import finetune
+import train
+from model import MaskedLM
+
+VARIANTS = {  # name -> (what it is, train.py options)
+    "random": ("(a) random masking + cross-entropy", ["--masking", "random", "--smoothing", "none"]),
+    "informative": ("(b) informative masking + cross-entropy", ["--masking", "informative", "--smoothing", "none"]),
+    "tls": ("(c) random masking + token-specific LS", ["--masking", "random", "--smoothing", "token"]),
+    "se": ("(d) self-evolution: informative + token-specific LS", ["--masking", "informative", "--smoothing", "token"]),
+}
+
+PRESETS = {
+    # 2 CPU cores, under an hour. Its numbers are a smoke test: 60 steps of
+    # continued pretraining and a few hundred fine-tuning examples per task
+    # cannot separate methods that differ by 1-2 points.
+    "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3, steps=60, block_length=128, batch_size=16, lr=1e-4,
+                  warmup=10, tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3], ft_epochs=2, ft_lr=1e-4,
+                  ft_batch_size=16, max_train=300, max_length=128),
+    # One GPU: BERT-base (hub id, cached once), its own MLM head, the paper's
+    # learning rate scaled for a short run, full training sets and five seeds.
+    "full": dict(model="bert-base-uncased", corpus=["wiki"], head_warmup=0, head_lr=1e-3, steps=2000, block_length=128, batch_size=64,
+                 lr=5e-5, warmup=200, tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB", "SST-2"], seeds=[1, 2, 3, 4, 5],
+                 ft_epochs=3, ft_lr=2e-5, ft_batch_size=32, max_train=0, max_length=128),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small", help="defaults for the options below")
+    ap.add_argument("--model", help="starting checkpoint (folder, run folder, hub id, or 'minilm')")
+    ap.add_argument("--corpus", nargs="+", help="text files for continued pretraining, or 'wiki'")
+    ap.add_argument("--head-warmup", type=int, help="random-masking steps that train a missing MLM head (0 if the checkpoint has one)")
+    ap.add_argument("--head-lr", type=float, help="learning rate of the fresh MLM head during the warm-up")
+    ap.add_argument("--steps", type=int, help="continued-pretraining steps of each variant")
+    ap.add_argument("--block-length", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--lr", type=float, help="continued-pretraining learning rate")
+    ap.add_argument("--warmup", type=int, help="continued-pretraining warm-up steps")
+    ap.add_argument("--tasks", nargs="+", choices=sorted(finetune.TASKS), metavar="TASK")
+    ap.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds")
+    ap.add_argument("--ft-epochs", type=int)
+    ap.add_argument("--ft-lr", type=float)
+    ap.add_argument("--ft-batch-size", type=int)
+    ap.add_argument("--max-train", type=int, help="fine-tuning examples per task (0: all)")
+    ap.add_argument("--max-length", type=int, help="fine-tuning tokens per input")
+    ap.add_argument("--data-root", default=str(finetune.DEFAULT_DATA_ROOT), help="folder with glue/ and superglue/")
+    ap.add_argument("--seed", type=int, default=0, help="continued-pretraining seed (the same for all four variants)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--out", default=None, help="results folder; default results/ablation-<preset>")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    for k, v in PRESETS[args.preset].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.out = Path(args.out or f"results/ablation-{args.preset}")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# 1. Continued pretraining: the common start, then the four variants
+
+
+def pretrain(args, name, model, options, steps, head_warmup=0):
+    """One train.py run in out/pretrain/<name>; returns its summary (reused when done)."""
+    run, done = args.out / "pretrain" / name, args.out / "pretrain" / f"{name}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    argv = ["--model", str(model), "--corpus", *args.corpus, "--block-length", str(args.block_length),
+            "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-warmup", str(head_warmup), "--head-lr", str(args.head_lr),
+            "--lr", str(args.lr), "--warmup", str(args.warmup), "--seed", str(args.seed), "--device", args.device,
+            "--out", str(run), "--eval-every", str(max(1, (steps + head_warmup) // 4)), "--eval-blocks", "64",
+            "--save-every", str(10 ** 9), "--log-every", str(max(1, (steps + head_warmup) // 20)), *options]
+    if args.cache_dir:
+        argv += ["--cache-dir", args.cache_dir]
+    if args.quiet:
+        argv.append("--quiet")
+    if (run / "latest").exists():
+        argv.append("--resume")
+    print(f"\n=== continued pretraining: {name} ===\n    python train.py {' '.join(argv)}")
+    t0 = time.time()
+    train.main(argv)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    summary = {"name": name, "checkpoint": str(train.latest_checkpoint(run)), "minutes": (time.time() - t0) / 60,
+               "tokens": (steps + head_warmup) * args.batch_size * args.block_length,
+               "evals": [e for e in log if "eval_loss" in e]}
+    done.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def pretrain_all(args):
+    """The start (with a warm-up for a missing MLM head) and the four variants from it."""
+    needs_head = bool(MaskedLM.from_pretrained(args.model).fresh_modules) if args.head_warmup else False
+    start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
+    if needs_head:
+        start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
+    variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps) for name, (_, options) in VARIANTS.items()}
+    return start, variants
+
+
+# -----------------------------------------------------------------------------
+# 2. Fine-tuning every model on every task, several seeds
+
+
+def finetune_all(args, models):
+    """finetune.run_task for each (model, task); each report kept in out/finetune/<model>/<task>.json."""
+    ft = finetune.parse_args(["--task", *args.tasks, "--model", "-", "--seeds", *map(str, args.seeds),
+                              "--epochs", str(args.ft_epochs), "--lr", str(args.ft_lr), "--batch-size", str(args.ft_batch_size),
+                              "--max-train", str(args.max_train), "--max-length", str(args.max_length),
+                              "--data-root", args.data_root, "--device", args.device] + (["--quiet"] if args.quiet else []))
+    device, _, _, autocast = train.setup_machine(ft)
+    reports = {}
+    for name, summary in models.items():
+        ft.model = summary["checkpoint"]
+        tok = finetune.Tokenizer(finetune.resolve_checkpoint(ft.model))
+        for task in args.tasks:
+            path = args.out / "finetune" / name / f"{task}.json"
+            if not path.exists():
+                print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                report = finetune.run_task(ft, task, tok, device, autocast)
+                path.write_text(json.dumps(report, indent=1) + "\n")
+            reports[name, task] = json.loads(path.read_text())
+    return reports
+
+
+# -----------------------------------------------------------------------------
+# 3. The table and the plot
+
+
+def task_score(best):
+    """One number per task and seed: its metric, or the mean of its two (MRPC, STS-B, CB), as GLUE averages them."""
+    return 100 * float(np.mean([v for k, v in best.items() if k != "epoch"]))
+
+
+def table(args, start, variants, reports):
+    models = {"start": ("start checkpoint (no continued pretraining)", start), **{k: (VARIANTS[k][0], v) for k, v in variants.items()}}
+    head = ["model", *args.tasks, "average", "pretraining tokens", "pretraining min", "held-out MLM loss (random / hardest)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, (label, summary) in models.items():
+        per_seed = np.array([[task_score(r["best"]) for r in reports[name, t]["runs"]] for t in args.tasks])  # (tasks, seeds)
+        cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(per_seed.mean(1), per_seed.std(1))]
+        average = per_seed.mean(0)  # each seed's average over tasks
+        last = summary["evals"][-1] if summary["evals"] else {}
+        loss = f"{last['eval_loss']:.3f} / {last['hard_loss']:.3f}" if "hard_loss" in last else "-"
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | **{average.mean():.1f} ± {average.std():.1f}** | "
+                    f"{summary['tokens']:,} | {summary['minutes']:.1f} | {loss} |")
+    return "\n".join(rows)
+
+
+def plot(start, variants, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in zip(axes, ("eval_loss", "hard_loss"), ("random positions", "hardest tokens of the start model")):
+        for name, summary in variants.items():
+            points = [(e["step"], e[key]) for e in summary["evals"] if key in e]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=VARIANTS[name][0])
+        ax.set(title=f"held-out MLM loss, {title}", xlabel="continued-pretraining step", ylabel="loss")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def hardware(device):
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    start, variants = pretrain_all(args)
+    reports = finetune_all(args, {"start": start, **variants})
+    runs = [json.loads(p.read_text()) for p in sorted((args.out / "finetune").glob("*/*.json"))]
+    minutes = (time.time() - t0) / 60
+    timing = json.loads((args.out / "timing.json").read_text()) if (args.out / "timing.json").exists() else {"minutes": 0.0}
+    timing["minutes"] += minutes  # wall time summed over resumed invocations
+    (args.out / "timing.json").write_text(json.dumps(timing) + "\n")
+    plot(start, variants, args.out / "mlm-loss.png")
+    smoke = "**This is the small preset: a smoke test.** " if args.preset == "small" else ""
+    text = f"""# Ablation: {args.preset} preset
+
+{smoke}Fine-tuning dev scores (x100), mean ± std over seeds {' '.join(map(str, args.seeds))}, best epoch of each seed.
+MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spearman, accuracy/macro-F1);
+the other tasks their one metric (CoLA: Matthews correlation). The average column is the mean over seeds of each
+seed's average over tasks. Held-out MLM loss: at the end of continued pretraining, on fixed masks.
+
+{table(args, start, variants, reports)}
+
+![held-out MLM loss during continued pretraining](mlm-loss.png)
+
+- command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
+- hardware: {hardware(args.device)}; torch {torch.__version__}
+- wall time: {timing['minutes']:.0f} min in all
+- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if start['name'] == 'start' and start['tokens'] else ''}
+- continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens, lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
+- fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size}, at most {args.max_train or 'all'} training examples per task, full dev sets
+"""
+    (args.out / "README.md").write_text(text, encoding="utf-8")
+    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                                       "pretraining": {"start": start, **variants}, "finetuning": runs}, indent=1) + "\n")
+    print("\n" + text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

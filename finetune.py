@@ -1,0 +1,480 @@
+"""
+finetune.py -- fine-tune any checkpoint on GLUE/SuperGLUE tasks and report the standard metric.
+
+SE claims a better starting point for downstream tasks, so the ablation fine-tunes
+every checkpoint on the same benchmark tasks and compares what the benchmarks report:
+
+  1. tasks    each GLUE/SuperGLUE task read from its original files (the GLUE
+              download's .tsv, SuperGLUE's .jsonl); submission files for test
+  2. metrics  each task's standard metrics, in numpy
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import train
+from model import SequenceClassifier, Tokenizer, resolve_checkpoint
+
+# -----------------------------------------------------------------------------
+# 1. Tasks, read from their original files
+#
+#   TASKS[name]                          a Task: labels, metrics, columns, files
+#   task_folder(name, data_root=None)    data_root/glue/<folder> or data_root/superglue/<folder>
+#   read_examples(name, folder, split)   [Example(text_a, text_b, label, idx), ...]
+#   submission_rows(task, examples, predictions) -> (file name, text) for the benchmark's server
+#
+# Splits are "train", "dev" (GLUE dev.tsv, SuperGLUE val.jsonl) and "test" (no
+# labels: label None, idx kept for the submission file). MNLI has two dev and
+# test sets, so two tasks: "MNLI-m" (dev_matched.tsv) and "MNLI-mm"
+# (dev_mismatched.tsv), both in the folder MNLI; "MNLI" is MNLI-m. Files are
+# read as the GLUE download writes them: tab-separated lines split on tabs with
+# no quoting (MRPC and STS-B sentences hold stray quotes), UTF-8 with the
+# byte-order mark of the official MRPC files dropped.
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"  # $SE_DATA overrides
+SPLITS = ("train", "dev", "test")
+
+
+class FormatError(ValueError):
+    """A task file that does not have its task's layout; the message names the file and line."""
+
+
+@dataclass
+class Example:
+    text_a: str
+    text_b: str | None
+    label: int | float | None  # class index, regression target, or None on the test split
+    idx: str  # the row's id, written back into a submission file
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # "glue" (.tsv files) or "superglue" (.jsonl files)
+    labels: tuple | None  # label names in the files' own spelling, in index order; None: regression
+    metrics: tuple  # the benchmark's metrics for the task, the leaderboard's first one first
+    columns: tuple  # (text_a, text_b or None, label): header names (GLUE) or keys (SuperGLUE)
+    folder: str = ""  # the folder under data_root/kind, when it is not the task's name
+    suffix: str = ""  # MNLI's dev and test file names: dev_matched.tsv, test_mismatched.tsv
+    no_header: tuple = ()  # the column names of train/dev files that have no header line (CoLA)
+
+    @property
+    def metric(self) -> str:
+        """The one that selects models: the first the leaderboard shows."""
+        return self.metrics[0]
+
+
+BINARY, NLI2, NLI3 = ("0", "1"), ("entailment", "not_entailment"), ("entailment", "neutral", "contradiction")
+PAIR = ("sentence1", "sentence2", "label")
+TASKS = {t.name: t for t in [
+    Task("CoLA", "glue", BINARY, ("mcc",), ("sentence", None, "label"), no_header=("source", "label", "mark", "sentence")),
+    Task("SST-2", "glue", BINARY, ("accuracy",), ("sentence", None, "label")),
+    Task("MRPC", "glue", BINARY, ("f1", "accuracy"), ("#1 String", "#2 String", "Quality")),
+    Task("STS-B", "glue", None, ("pearson", "spearman"), ("sentence1", "sentence2", "score")),
+    Task("RTE", "glue", NLI2, ("accuracy",), PAIR),
+    Task("WNLI", "glue", BINARY, ("accuracy",), PAIR),
+    Task("MNLI-m", "glue", NLI3, ("accuracy",), ("sentence1", "sentence2", "gold_label"), "MNLI", "_matched"),
+    Task("MNLI-mm", "glue", NLI3, ("accuracy",), ("sentence1", "sentence2", "gold_label"), "MNLI", "_mismatched"),
+    Task("QNLI", "glue", NLI2, ("accuracy",), ("question", "sentence", "label")),
+    Task("QQP", "glue", BINARY, ("f1", "accuracy"), ("question1", "question2", "is_duplicate")),
+    Task("CB", "superglue", ("entailment", "contradiction", "neutral"), ("macro_f1", "accuracy"), ("premise", "hypothesis", "label")),
+    Task("WiC", "superglue", ("false", "true"), ("accuracy",), PAIR),
+]}
+TASKS["MNLI"] = TASKS["MNLI-m"]
+
+
+def get_task(task) -> Task:
+    if isinstance(task, Task):
+        return task
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def task_folder(name, data_root=None) -> Path:
+    task = get_task(name)
+    root = Path(data_root or os.environ.get("SE_DATA") or DEFAULT_DATA_ROOT)
+    return root / task.kind / (task.folder or task.name)
+
+
+def file_name(task, split) -> str:
+    task = get_task(task)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if task.kind == "superglue":
+        return {"train": "train", "dev": "val", "test": "test"}[split] + ".jsonl"
+    return split + ("" if split == "train" else task.suffix) + ".tsv"
+
+
+def read_examples(task_name, folder=None, split="train") -> list[Example]:
+    task = get_task(task_name)
+    folder = Path(folder) if folder is not None else task_folder(task)
+    path = folder / file_name(task, split)
+    if not path.is_file():
+        where = "" if folder.is_dir() else " (the folder does not exist)"
+        raise FileNotFoundError(f"{task.name} {split} split: no file {path.name} in {folder}{where}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark MRPC starts with
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not UTF-8 (byte {e.start})") from None
+    # split("\n"), not splitlines(): that also splits on characters such as \x1c
+    # and \u2028 that can sit inside a sentence. Empty lines (as after the last row) carry nothing.
+    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line not in ("", "\r")]
+    examples = (_read_jsonl if task.kind == "superglue" else _read_tsv)(task, path, lines, split)
+    if not examples:
+        raise FormatError(f"{path}: no examples (the file is empty{'' if task.kind == 'superglue' else ' or only a header'})")
+    return examples
+
+
+def _label(task, value: str, where: str):
+    if task.labels is None:  # STS-B, the one regression task: a similarity from 0 to 5
+        try:
+            score = float(value)
+        except ValueError:
+            score = float("nan")
+        if not 0 <= score <= 5:
+            raise FormatError(f"{where}: score {value!r} is not a number from 0 to 5")
+        return score
+    if value not in task.labels:
+        raise FormatError(f"{where}: label {value!r} is not one of {task.name}'s labels: {', '.join(task.labels)}")
+    return task.labels.index(value)
+
+
+def _read_tsv(task, path, lines, split) -> list[Example]:
+    a, b, y = task.columns
+    if task.no_header and split != "test":  # CoLA's test.tsv does have a header: index, sentence
+        names, rows = task.no_header, lines
+    elif not lines:
+        return []
+    else:
+        names, rows = tuple(lines[0][1].split("\t")), lines[1:]
+        need = [c for c in (a, b, None if split == "test" else y) if c is not None]
+        if missing := [c for c in need if c not in names]:
+            raise FormatError(f"{path}:1: the header lacks column {', '.join(missing)}; it has {', '.join(names)}")
+    col = {c: names.index(c) for c in names}
+    idx = next((col[c] for c in ("index", "id") if c in col), None)  # else the row's number from 0
+    examples = []
+    for k, (n, line) in enumerate(rows):
+        f = line.split("\t")
+        if len(f) != len(names):  # too few, or a tab inside a text: either way the columns would shift
+            raise FormatError(f"{path}:{n}: expected {len(names)} tab-separated columns ({', '.join(names)}), found {len(f)}")
+        label = None if split == "test" else _label(task, f[col[y]], f"{path}:{n}")
+        # strip: SST-2 ends every sentence with a space
+        examples.append(Example(f[col[a]].strip(), f[col[b]].strip() if b else None, label, str(k) if idx is None else f[idx]))
+    return examples
+
+
+def _read_jsonl(task, path, lines, split) -> list[Example]:
+    a, b, y = task.columns
+    need = [a, b, "idx"] + ([] if split == "test" else [y]) + (["word", "start1", "end1", "start2", "end2"] if task.name == "WiC" else [])
+    examples = []
+    for n, line in lines:
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise FormatError(f"{where}: expected a JSON object, found {type(row).__name__}")
+        if missing := [k for k in need if k not in row]:
+            raise FormatError(f"{where}: missing field {', '.join(missing)}")
+        # WiC's labels are JSON true/false: compare their JSON spelling, since True == 1 in Python
+        label = None if split == "test" else _label(task, row[y] if isinstance(row[y], str) else json.dumps(row[y]), where)
+        text_a, text_b = _mark_word(row) if task.name == "WiC" else (row[a], row[b])
+        examples.append(Example(text_a, text_b, label, str(row["idx"])))
+    return examples
+
+
+def _mark_word(row) -> tuple[str, str]:
+    """WiC asks whether `word` has the same sense in both sentences, so the model must see which word.
+
+    The files give its character span in each sentence, often an inflected form
+    ("ran" for run, "went" for go), and we put quotes around it. A span that
+    looks wrong (out of range, blank, or another word while the word itself or
+    a regular form of it is in the sentence: "round" for call in "called round",
+    1 of the 12,132 spans of train and val) is not marked; the word is then
+    written before the first sentence instead: "call: ...".
+    """
+    texts, all_marked = [], True
+    word = row["word"]
+    for i in "12":
+        s, start, end = row[f"sentence{i}"], row[f"start{i}"], row[f"end{i}"]
+        span = s[start:end] if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(s) else ""
+        other = re.search(rf"\b{re.escape(word)}(s|es|d|ed|ing)?\b", s, re.IGNORECASE)  # the word itself, elsewhere
+        if span and span == span.strip() and (span[0].lower() == word[:1].lower() or not other):
+            s = f'{s[:start]}"{span}"{s[end:]}'
+        else:
+            all_marked = False
+        texts.append(s)
+    if not all_marked:
+        texts[0] = f"{word}: {texts[0]}"
+    return texts[0], texts[1]
+
+
+def submission_rows(task, examples, predictions) -> tuple[str, str]:
+    """The file the benchmark's server takes for a test split: GLUE "<Task>.tsv", SuperGLUE "<Task>.jsonl"."""
+    task = get_task(task)
+    if len(predictions) != len(examples):
+        raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
+
+    def name(p):
+        if task.labels is None:  # STS-B: a score, clipped to the scale the server expects
+            return f"{min(max(float(p), 0.0), 5.0):.3f}"
+        if not 0 <= int(p) < len(task.labels):
+            raise ValueError(f"prediction {p} is not a class index of {task.name} (0..{len(task.labels) - 1})")
+        return task.labels[int(p)]
+
+    if task.kind == "superglue":
+        return f"{task.name}.jsonl", "".join(json.dumps({"idx": int(e.idx), "label": name(p)}) + "\n" for e, p in zip(examples, predictions))
+    return f"{task.name}.tsv", "index\tprediction\n" + "".join(f"{e.idx}\t{name(p)}\n" for e, p in zip(examples, predictions))
+
+
+# -----------------------------------------------------------------------------
+# 2. Metrics, in numpy
+#
+# Every metric returns a float, classification ones in 0..1 and correlations in
+# -1..1. Where a metric is undefined (constant predictions or gold for the
+# correlations, nothing positive for F1) it is 0.0, never NaN: a model that
+# predicts one class has learned nothing, and a NaN would poison model selection.
+
+
+def _pair(pred, gold):
+    p, g = np.asarray(pred), np.asarray(gold)
+    if p.ndim != 1 or p.shape != g.shape:
+        raise ValueError(f"predictions {p.shape} and gold {g.shape} must be two 1-d arrays of one length")
+    return p, g
+
+
+def accuracy(pred, gold) -> float:
+    p, g = _pair(pred, gold)
+    return float(np.mean(p == g)) if len(p) else 0.0
+
+
+def f1(pred, gold, positive=1) -> float:
+    """F1 of one class (binary tasks: class 1, "paraphrase" / "duplicate"): 2 tp / (2 tp + fp + fn)."""
+    p, g = (a == positive for a in _pair(pred, gold))
+    tp = np.sum(p & g)
+    return float(2 * tp / (2 * tp + np.sum(p != g))) if tp else 0.0
+
+
+def macro_f1(pred, gold, num_classes) -> float:
+    """The mean F1 over all the task's classes, a class absent from both sides counting 0."""
+    return float(np.mean([f1(pred, gold, k) for k in range(num_classes)]))
+
+
+def mcc(pred, gold) -> float:
+    """Matthews correlation, in the form that also covers more than two classes (Gorodkin 2004):
+    (n * correct - sum_k p_k g_k) / sqrt((n^2 - sum_k p_k^2) (n^2 - sum_k g_k^2)), p_k and g_k the class counts."""
+    p, g = _pair(pred, gold)
+    classes = np.union1d(p, g)
+    pk = np.array([np.sum(p == c) for c in classes], dtype=float)
+    gk = np.array([np.sum(g == c) for c in classes], dtype=float)
+    n = float(len(p))
+    den = np.sqrt((n * n - pk @ pk) * (n * n - gk @ gk))
+    return float((n * np.sum(p == g) - pk @ gk) / den) if den > 0 else 0.0
+
+
+def pearson(pred, gold) -> float:
+    x, y = (a.astype(float) for a in _pair(pred, gold))
+    if len(x) == 0 or x.min() == x.max() or y.min() == y.max():  # tested directly: x - mean(x) can miss 0 by rounding
+        return 0.0
+    x, y = x - x.mean(), y - y.mean()
+    return float(np.clip(x @ y / np.sqrt((x @ x) * (y @ y)), -1.0, 1.0))
+
+
+def _ranks(a) -> np.ndarray:
+    """Ranks from 1; tied values share the mean of the ranks they span."""
+    _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last copy
+    return (last - (counts - 1) / 2)[inverse.reshape(-1)]
+
+
+def spearman(pred, gold) -> float:
+    p, g = _pair(pred, gold)
+    return pearson(_ranks(p), _ranks(g)) if len(p) else 0.0
+
+
+def scores(task, predictions, gold) -> dict[str, float]:
+    """The task's standard metrics (GLUE/SuperGLUE), the one that selects models first:
+    {"mcc": 0.52} for CoLA, {"f1": 0.88, "accuracy": 0.84} for MRPC, ..."""
+    task = get_task(task)
+    if any(g is None for g in gold):
+        raise ValueError(f"{task.name}: gold labels missing (a test split has none)")
+    metric = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman,
+              "macro_f1": lambda p, g: macro_f1(p, g, len(task.labels))}
+    return {m: metric[m](predictions, gold) for m in task.metrics}
+
+
+# -----------------------------------------------------------------------------
+# 3. Fine-tuning one seed
+#
+# The usual recipe of BERT and RoBERTa papers: a fresh head on the first
+# token (model.SequenceClassifier), AdamW, linear warm-up then linear decay,
+# a few epochs, the dev set scored after each epoch and the best epoch kept.
+# Everything random (the head's initial weights, the order of the examples,
+# dropout) comes from the seed, so a seed reproduces a run.
+
+
+def batches(tok, examples, order, batch_size, max_length, device):
+    """Tokenized batches in the given order; pairs are cut longest side first."""
+    for start in range(0, len(order), batch_size):
+        rows = [examples[i] for i in order[start:start + batch_size]]
+        pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
+        enc = tok([e.text_a for e in rows], pairs, max_length)
+        yield {k: v.to(device, non_blocking=True) for k, v in enc.items()}, rows
+
+
+@torch.no_grad()
+def predict(model, tok, examples, args, device, autocast):
+    """Class indices (or regression scores) for every example, in their order."""
+    model.eval()
+    out = []
+    for enc, _ in batches(tok, examples, np.arange(len(examples)), 2 * args.batch_size, args.max_length, device):
+        with autocast:
+            logits = model(**enc).float()
+        out.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))
+    model.train()
+    return torch.cat(out).cpu().numpy()
+
+
+def finetune_seed(args, task, tok, data, seed, device, autocast, test=None):
+    """Train one seed; return the dev scores of every epoch, the best epoch, and its test predictions."""
+    regression = task.labels is None
+    torch.manual_seed(seed)  # the fresh head, and dropout
+    with warnings.catch_warnings():  # a pretrained checkpoint has no head for this task: fresh by design
+        warnings.simplefilter("ignore")
+        model = SequenceClassifier.from_pretrained(args.model, num_labels=1 if regression else len(task.labels),
+                                                   hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    model.to(device).train()
+    train_ex, dev_ex = data["train"], data["dev"]
+    per_epoch = math.ceil(len(train_ex) / args.batch_size)
+    sched = argparse.Namespace(lr=args.lr, warmup=max(1, round(args.warmup * per_epoch * args.epochs)), head_warmup=0,
+                               steps=per_epoch * args.epochs, schedule="linear", power=1.0, weight_decay=args.weight_decay,
+                               betas=(0.9, 0.999), eps=1e-6)
+    optimizer = train.make_optimizer(sched, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
+    gold = np.array([e.label for e in dev_ex])
+    epochs, best, step = [], None, 0
+    bar = tqdm(total=sched.steps, desc=f"{task.name} seed {seed}", disable=args.quiet, dynamic_ncols=True, leave=False)
+    for epoch in range(args.epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(train_ex))
+        for enc, rows in batches(tok, train_ex, order, args.batch_size, args.max_length, device):
+            for group in optimizer.param_groups:
+                group["lr"] = train.lr_at(sched, step)
+            with autocast:
+                logits = model(**enc).float()
+            if regression:
+                loss = F.mse_loss(logits.squeeze(-1), torch.tensor([e.label for e in rows], device=device, dtype=torch.float))
+            else:
+                loss = F.cross_entropy(logits, torch.tensor([e.label for e in rows], device=device))
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+        result = {"epoch": epoch + 1, **scores(task, predict(model, tok, dev_ex, args, device, autocast), gold)}
+        epochs.append(result)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in result.items() if k != "epoch"})
+        if best is None or result[task.metric] > best[task.metric]:
+            best = result
+            predictions = predict(model, tok, test, args, device, autocast) if test else None
+    bar.close()
+    return {"seed": seed, "best": best, "epochs": epochs, "test_predictions": predictions}
+
+
+# -----------------------------------------------------------------------------
+# 4. A task over several seeds: mean and standard deviation
+
+
+def subsample(examples, n, seed=0):
+    """At most n examples, the same ones for every seed and every model (a fixed draw)."""
+    if not n or n >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
+    return [examples[i] for i in keep]
+
+
+def run_task(args, name, tok, device, autocast, log=print):
+    """Fine-tune args.model on one task for every seed in args.seeds; return the report."""
+    task = TASKS[name]
+    folder = task_folder(name, args.data_root)
+    data = {"train": subsample(read_examples(name, folder, "train"), args.max_train),
+            "dev": read_examples(name, folder, "dev")}
+    test = read_examples(name, folder, "test") if args.predict else None
+    t0 = time.time()
+    runs = [finetune_seed(args, task, tok, data, seed, device, autocast, test) for seed in args.seeds]
+    metrics = list(runs[0]["best"].keys() - {"epoch"})
+    table = np.array([[r["best"][m] for m in metrics] for r in runs])
+    report = {"task": name, "model": str(args.model), "train_examples": len(data["train"]), "dev_examples": len(data["dev"]),
+              "metric": task.metric, "seeds": args.seeds, "minutes": (time.time() - t0) / 60,
+              "mean": dict(zip(metrics, table.mean(0).tolist())), "std": dict(zip(metrics, table.std(0).tolist())),
+              "runs": [{k: v for k, v in r.items() if k != "test_predictions"} for r in runs]}
+    log(f"{name}: " + ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}" for m in sorted(metrics))
+        + f"  (dev, best epoch, {len(args.seeds)} seeds, {report['minutes']:.1f} min)")
+    if args.predict:
+        best = max(runs, key=lambda r: r["best"][task.metric])  # the best seed's predictions, as a leaderboard entry would
+        file_name, text = submission_rows(task, test, best["test_predictions"])
+        Path(args.predict).mkdir(parents=True, exist_ok=True)
+        (Path(args.predict) / file_name).write_text(text, encoding="utf-8")
+        log(f"  test predictions (seed {best['seed']}): {Path(args.predict) / file_name}")
+    return report
+
+
+# -----------------------------------------------------------------------------
+# 5. Command line
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description="Fine-tune a checkpoint on GLUE/SuperGLUE tasks; report the standard dev metrics.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--model", default="runs/demo", help="checkpoint folder, train.py run folder, hub id, or 'minilm'")
+    ap.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS), metavar="TASK", help=f"one or more of {', '.join(TASKS)}")
+    ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder with glue/<TASK>/ and superglue/<TASK>/ ($SE_DATA)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent warming up the learning rate")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--max-length", type=int, default=128, help="tokens per input; pairs are cut longest side first")
+    ap.add_argument("--max-train", type=int, default=0, help="fine-tune on at most this many training examples (0: all)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
+    ap.add_argument("--out", default=None, help="write the report as JSON here")
+    ap.add_argument("--predict", default=None, metavar="DIR", help="also write test-set predictions in the GLUE/SuperGLUE submission format")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, _, _, autocast = train.setup_machine(args)
+    tok = Tokenizer(resolve_checkpoint(args.model))
+    print(f"model {args.model} + a fresh classification head | device {device}, {args.precision} | "
+          f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, seeds {' '.join(map(str, args.seeds))}")
+    reports = [run_task(args, name, tok, device, autocast) for name in args.task]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+        print(f"report: {args.out}")
+    return reports
+
+
+if __name__ == "__main__":
+    main()
