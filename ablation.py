@@ -49,7 +49,7 @@ PRESETS = {
     # cannot separate methods that differ by 1-2 points.
     "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3, steps=60, block_length=128, batch_size=16, lr=1e-4,
                   warmup=10, tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3], ft_epochs=2, ft_lr=1e-4,
-                  ft_batch_size=16, max_train=300, max_length=128),
+                  ft_batch_size=16, max_train=256, max_length=96),
     # One GPU: BERT-base (hub id, cached once), its own MLM head, the paper's
     # learning rate scaled for a short run, full training sets and five seeds.
     "full": dict(model="bert-base-uncased", corpus=["wiki"], head_warmup=0, head_lr=1e-3, steps=2000, block_length=128, batch_size=64,
@@ -77,7 +77,7 @@ def parse_args(argv=None):
     ap.add_argument("--ft-batch-size", type=int)
     ap.add_argument("--max-train", type=int, help="fine-tuning examples per task (0: all)")
     ap.add_argument("--max-length", type=int, help="fine-tuning tokens per input")
-    ap.add_argument("--data-root", default=str(finetune.DEFAULT_DATA_ROOT), help="folder with glue/ and superglue/")
+    ap.add_argument("--data-root", default=None, help=f"folder with glue/ and superglue/; None: $SE_DATA, else {finetune.DEFAULT_DATA_ROOT}")
     ap.add_argument("--seed", type=int, default=0, help="continued-pretraining seed (the same for all four variants)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache-dir", default=None)
@@ -141,7 +141,8 @@ def finetune_all(args, models):
     ft = finetune.parse_args(["--task", *args.tasks, "--model", "-", "--seeds", *map(str, args.seeds),
                               "--epochs", str(args.ft_epochs), "--lr", str(args.ft_lr), "--batch-size", str(args.ft_batch_size),
                               "--max-train", str(args.max_train), "--max-length", str(args.max_length),
-                              "--data-root", args.data_root, "--device", args.device] + (["--quiet"] if args.quiet else []))
+                              "--device", args.device] + (["--quiet"] if args.quiet else []))
+    ft.data_root = args.data_root
     device, _, _, autocast = train.setup_machine(ft)
     reports = {}
     for name, summary in models.items():

@@ -444,18 +444,19 @@ def parse_args(argv=None):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--model", default="runs/demo", help="checkpoint folder, train.py run folder, hub id, or 'minilm'")
     ap.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS), metavar="TASK", help=f"one or more of {', '.join(TASKS)}")
-    ap.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder with glue/<TASK>/ and superglue/<TASK>/ ($SE_DATA)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--data-root", default=None, help=f"folder with glue/<TASK>/ and superglue/<TASK>/; None: $SE_DATA, else {DEFAULT_DATA_ROOT}")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run per seed; the report gives mean and std")
+    ap.add_argument("--epochs", type=int, default=3, help="passes over the training set; dev is scored after each")
+    ap.add_argument("--batch-size", type=int, default=32, help="examples per optimizer step")
+    ap.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
     ap.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent warming up the learning rate")
-    ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay; biases and LayerNorm are never decayed")
+    ap.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
     ap.add_argument("--max-length", type=int, default=128, help="tokens per input; pairs are cut longest side first")
     ap.add_argument("--max-train", type=int, default=0, help="fine-tune on at most this many training examples (0: all)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                    help="auto: bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on CPU")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
     ap.add_argument("--predict", default=None, metavar="DIR", help="also write test-set predictions in the GLUE/SuperGLUE submission format")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -468,7 +469,10 @@ def main(argv=None):
     tok = Tokenizer(resolve_checkpoint(args.model))
     print(f"model {args.model} + a fresh classification head | device {device}, {args.precision} | "
           f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, seeds {' '.join(map(str, args.seeds))}")
-    reports = [run_task(args, name, tok, device, autocast) for name in args.task]
+    try:
+        reports = [run_task(args, name, tok, device, autocast) for name in args.task]
+    except (FormatError, OSError) as e:  # a task file that is missing or not in its layout: say where, no traceback
+        raise SystemExit(f"error: {e}") from None
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")

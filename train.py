@@ -176,6 +176,7 @@ def question(model, input_ids, kind, positions=None):
     Eval mode and no gradient, as in the authors' pass at learning rate 0. The
     logits are returned too: they are also the reference r_i of the
     token-specific label smoothing (stage 2), so one projection serves both.
+    No attention mask: training blocks are packed full, without padding.
     """
     was_training = model.training
     model.eval()
@@ -567,7 +568,7 @@ def main(argv=None):
             record(result)
             log(f"[step {step}] {text} ({label})")
 
-    if step == 0:
+    if step == 0 and args.head_warmup:  # without a warm-up the method begins at once: evaluated below
         run_eval("start")
     stored = None
     bar = tqdm(total=total, initial=step, disable=args.quiet or not main_process, dynamic_ncols=True)
@@ -581,8 +582,7 @@ def main(argv=None):
                 if main_process:
                     hard = eval_batches(args, tok, heldout, device, raw, autocast)
                     torch.save(hard, hard_path)
-                if args.head_warmup and step > 0:
-                    run_eval("after warm-up")
+                run_eval("after warm-up" if step > 0 else "start")  # with the hardest tokens now fixed
                 if main_process and (args.masking == "informative" or args.select_fn):
                     show_picks(args, raw, tok, args.sample, device, autocast)
                     write_score_page(args, raw, tok, heldout, device, autocast, out / "scores.html")

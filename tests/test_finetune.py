@@ -344,3 +344,12 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
     before = (out / "results.json").read_text()
     assert ablation.main(argv).split("![")[0] == text.split("![")[0]
     assert json.loads((out / "results.json").read_text())["finetuning"] == json.loads(before)["finetuning"]
+
+
+def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint):
+    root = write_tiny_tasks(tmp_path / "data", n=4)
+    (root / "glue" / "CoLA" / "train.tsv").write_text("src\t1\t\tthe cat sat .\nsrc\t0\tthe dog sat .\n")
+    with pytest.raises(SystemExit, match=r"CoLA/train.tsv:2: expected 4 tab-separated columns"):
+        ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--device", "cpu", "--quiet"])
+    with pytest.raises(SystemExit, match=r"error: .*RTE"):
+        ft.main(["--model", str(tiny_checkpoint), "--task", "RTE", "--data-root", str(root), "--device", "cpu", "--quiet"])

@@ -39,6 +39,7 @@ def test_loss_goes_down(tmp_path, tiny_checkpoint, tiny_corpus, method):
                               "--schedule", "constant", "--eval-every", "30", "--log-every", "1", *method))
     evals = [h for h in history if "eval_loss" in h]
     assert evals[0]["phase"] == "start" and evals[-1]["phase"] == "end"
+    assert "hard_loss" in evals[0]  # without a warm-up the hardest tokens are fixed before the first evaluation
     assert evals[-1]["eval_loss"] < 0.75 * evals[0]["eval_loss"]
     train_losses = [h["loss"] for h in history if "loss" in h]
     assert len(train_losses) == 30 and np.mean(train_losses[-5:]) < 0.8 * np.mean(train_losses[:5])

@@ -1,0 +1,106 @@
+"""What the graders share: a vocabulary small enough to write batches by hand,
+models that answer fixed logits, and the checks every exercise must pass.
+
+The graders never call the reference solutions: whatever they expect, they
+compute here or in the test itself, in plain (often loop-by-loop) Python, so a
+solution is compared with an independent account of the rule.
+"""
+
+import torch
+
+from masking import MaskingBatch
+
+PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
+SPECIALS = [PAD, UNK, CLS, SEP, MASK]
+VOCAB = 40
+FIRST_PIECE = 30  # ids 5..29 start a word, ids 30..39 continue one ("##x")
+CONTINUATION = torch.arange(VOCAB) >= FIRST_PIECE
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def maskable_of(input_ids):
+    return ~torch.isin(input_ids, torch.tensor(SPECIALS))
+
+
+def batch_of(input_ids, logits=None, **fields):
+    """A MaskingBatch of `input_ids` whose model answers `logits` when questioned.
+
+    `batch.calls` counts the questions, so a grader can tell whether the
+    function ran the model at all.
+    """
+    calls = []
+
+    def question(ids):
+        calls.append(ids)
+        if logits is None:
+            raise AssertionError("this grader's batch has no model to question")
+        return logits
+
+    fields.setdefault("generator", gen(0))
+    fields.setdefault("continuation", CONTINUATION)
+    batch = MaskingBatch(input_ids, maskable_of(input_ids), question=question, **fields)
+    batch.calls = calls
+    return batch
+
+
+def random_rows(n_rows, length, seed, pieces=0.0):
+    """[CLS] tokens [SEP] [PAD]... with lengths from 3 to `length`; `pieces` of the tokens are "##x"."""
+    g = gen(seed)
+    ids = torch.randint(5, FIRST_PIECE, (n_rows, length), generator=g)
+    piece = torch.rand(n_rows, length, generator=g) < pieces
+    ids = torch.where(piece, torch.randint(FIRST_PIECE, VOCAB, (n_rows, length), generator=g), ids)
+    lengths = torch.randint(3, length + 1, (n_rows,), generator=g)
+    ids[:, 0] = CLS
+    ids[torch.arange(n_rows), lengths - 1] = SEP
+    ids[torch.arange(length) >= lengths.unsqueeze(1)] = PAD
+    return ids
+
+
+def logits_with_loss(input_ids, badness):
+    """Logits whose loss score -log p_i(x_i) rises with badness[i].
+
+    Every logit is 0 but the shown token's, which is -badness: the lower the
+    model rates the token it sees, the worse it reconstructs it.
+    """
+    logits = torch.zeros(*input_ids.shape, VOCAB)
+    return logits.scatter(-1, input_ids.unsqueeze(-1), -badness.float().unsqueeze(-1))
+
+
+def distinct_badness(input_ids, seed):
+    """A different badness for every position (a random permutation per row): no ties to break."""
+    g = gen(seed)
+    return torch.stack([torch.randperm(input_ids.shape[1], generator=g) for _ in range(input_ids.shape[0])]).float()
+
+
+def loss_scores(input_ids, logits):
+    """-log p_i(x_i) in float64."""
+    logp = torch.log_softmax(logits.double(), -1)
+    return -logp.gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
+
+
+def assert_selection(selected, batch):
+    """What every exercise must return: a bool tensor of the input's shape, nothing unmaskable."""
+    assert isinstance(selected, torch.Tensor), f"return a torch.Tensor, not a {type(selected).__name__}"
+    assert selected.dtype == torch.bool, f"return a bool tensor, not {selected.dtype}"
+    assert selected.shape == batch.input_ids.shape, \
+        f"return the input's shape {tuple(batch.input_ids.shape)}, not {tuple(selected.shape)}"
+    bad = (selected & ~batch.maskable).nonzero().tolist()
+    assert not bad, f"selected non-maskable positions (row, position): {bad[:5]}"
+
+
+def top_k(scores, maskable, k):
+    """Per row, the k[b] highest-scoring maskable positions (ties to the lower position), in plain Python."""
+    selected = torch.zeros(scores.shape, dtype=torch.bool)
+    for b in range(scores.shape[0]):
+        candidates = [i for i in range(scores.shape[1]) if maskable[b, i]]
+        for i in sorted(candidates, key=lambda i: (-scores[b, i].item(), i))[:int(k[b])]:
+            selected[b, i] = True
+    return selected
+
+
+def rows(selected):
+    """The selected positions of each row, as lists: readable assertion messages."""
+    return [r.nonzero().flatten().tolist() for r in selected]
