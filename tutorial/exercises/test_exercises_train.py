@@ -10,9 +10,9 @@ EXERCISES = ["entropy", "whole_word", "span", "curriculum", "frequency"]
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
-def test_trains_with_the_masking_fn(exercise, solution_of, tiny_model, tiny_text, tmp_path, capsys):
+def test_trains_with_the_masking_fn(exercise, solution_of, tiny_checkpoint, tiny_corpus_plurals, tmp_path, capsys):
     out = tmp_path / "run"
-    history = train.main(["--preset", "tiny", "--model", str(tiny_model), "--corpus", str(tiny_text), "--out", str(out),
+    history = train.main(["--preset", "tiny", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus_plurals), "--out", str(out),
                           "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet", "--steps", "3",
                           "--eval-every", "100", "--masking-fn", solution_of(exercise)])
     losses = [h["loss"] for h in history if "loss" in h]

@@ -1,4 +1,5 @@
-"""Shared test fixtures: a tiny BERT checkpoint with a tokenizer, and a small corpus."""
+"""Fixtures of the whole test suite (tests/ and the exercises' graders): a tiny BERT
+checkpoint with a tokenizer, small corpora, and the graders' --solution option."""
 
 import random
 import shutil
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "parity"
+FIXTURES = Path(__file__).parent / "tests" / "fixtures" / "parity"
 
 # 101 entries, the vocabulary size of the bert-mlm-tiny fixture.
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -28,15 +29,18 @@ def tiny_checkpoint(tmp_path_factory):
     return folder
 
 
-def write_corpus(path, n_documents=120, seed=0):
-    """Documents of short sentences from a tiny grammar: learnable in a few steps."""
+def write_corpus(path, n_documents=120, seed=0, plurals=False):
+    """Documents of short sentences from a tiny grammar: learnable in a few steps.
+
+    With plurals, some nouns are words of two pieces ("cats" = cat ##s)."""
     rng = random.Random(seed)
     nouns, verbs = ["cat", "dog", "bird", "king", "queen", "child"], ["saw", "found", "built", "took"]
     docs = []
     for _ in range(n_documents):
         sentences = []
         for _ in range(rng.randint(2, 5)):
-            sentences.append(f"the {rng.choice(['old', 'big', 'red'])} {rng.choice(nouns)} {rng.choice(verbs)} "
+            noun = rng.choice(nouns) + (rng.choice(["", "s"]) if plurals else "")
+            sentences.append(f"the {rng.choice(['old', 'big', 'red'])} {noun} {rng.choice(verbs)} "
                              f"a {rng.choice(nouns)} near the {rng.choice(['river', 'hill', 'city'])} .")
         docs.append(" ".join(sentences))
     path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
@@ -46,3 +50,14 @@ def write_corpus(path, n_documents=120, seed=0):
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_plurals(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus-plurals") / "corpus.txt", n_documents=60, plurals=True)
+
+
+def pytest_addoption(parser):
+    # The exercises' graders: python -m pytest tutorial/exercises/test_exercise_span.py --solution my_span.py
+    parser.addoption("--solution", default=None, metavar="FILE.py[:FUNCTION]",
+                     help="the masking function an exercise's grader grades instead of the reference solution")
