@@ -177,7 +177,7 @@ def table(args, start, variants, reports):
         cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(per_seed.mean(1), per_seed.std(1))]
         average = per_seed.mean(0)  # each seed's average over tasks
         last = summary["evals"][-1] if summary["evals"] else {}
-        loss = f"{last['eval_loss']:.3f} / {last['hard_loss']:.3f}" if "hard_loss" in last else "-"
+        loss = f"{last['eval_loss']:.3f} / " + (f"{last['hard_loss']:.3f}" if "hard_loss" in last else "-") if last else "-"
         rows.append(f"| {label} | " + " | ".join(cells) + f" | **{average.mean():.1f} ± {average.std():.1f}** | "
                     f"{summary['tokens']:,} | {summary['minutes']:.1f} | {loss} |")
     return "\n".join(rows)
@@ -226,7 +226,9 @@ def main(argv=None):
 {smoke}Fine-tuning dev scores (x100), mean ± std over seeds {' '.join(map(str, args.seeds))}, best epoch of each seed.
 MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spearman, accuracy/macro-F1);
 the other tasks their one metric (CoLA: Matthews correlation). The average column is the mean over seeds of each
-seed's average over tasks. Held-out MLM loss: at the end of continued pretraining, on fixed masks.
+seed's average over tasks. Pretraining tokens and minutes: the row's own stage; (a)-(d) all continue from the start
+checkpoint, whose row shows what it took to make it (the warm-up of a fresh MLM head, if any). Held-out MLM loss: at
+the end of continued pretraining, on fixed masks: random positions, and the tokens the start model finds hardest.
 
 {table(args, start, variants, reports)}
 
