@@ -1,13 +1,17 @@
 """The tutorial's code runs: every ```python block of every tutorial/NN-*.md chapter.
 
 Each chapter runs in its own process (tutorial/run_chapters.py), on the tiny
-checkpoint and corpus of conftest.py instead of the demo's, with its figures
-written to a temporary folder. The printed numbers are then meaningless; what
-is tested is that the code in the text is still the code of the project.
+checkpoint and corpus of conftest.py instead of the demo's, on tiny task files
+in the GLUE/SuperGLUE layouts (write_tiny_tasks, made-up sentences) instead of
+the real ones, with its figures written to a temporary folder; chapter 8 reads
+the committed results/ablation-small/results.json. The printed numbers are then
+meaningless; what is tested is that the code in the text is still the code of
+the project.
 New chapters (07-*.md, 08-*.md, ...) are picked up by their file names.
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -27,6 +31,38 @@ LINK = re.compile(r"\]\(([^)\s#]+)\)")  # the target of a Markdown link [text](t
 CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.S | re.M)  # fenced blocks and inline code: not links
 
 
+def write_tiny_tasks(root):
+    """Small task files in the original GLUE/SuperGLUE layouts, with made-up sentences (chapter 7 reads them)."""
+    nouns, verbs = ["cat", "dog", "bird", "king", "queen", "child"], ["saw", "found", "built", "took"]
+    pairs = [(f"the {a} {v} a {b} near the river .", f"the {a} {v} a {b} .") for a in nouns for v in verbs for b in nouns[:2]]
+    long = " ".join(f"the old {n} sat near the hill ." for n in nouns * 3)  # longer than the tiny checkpoint's 64 positions
+    rows = {"glue/RTE": ("index\tsentence1\tsentence2\tlabel", [f"{i}\t{a}\t{b}\t{['entailment', 'not_entailment'][i % 2]}"
+                                                                for i, (a, b) in enumerate([(long, "the cat sat ."), *pairs[:30]])]),
+            "glue/MRPC": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", [f"{i % 2}\t{1000 + i}\t{2000 + i}\t{a}\t{b}"
+                                                                               for i, (a, b) in enumerate(pairs[:20])]),
+            "glue/CoLA": (None, [f"src\t{int(i % 3 > 0)}\t{'' if i % 3 else '*'}\t{a}" for i, (a, _) in enumerate(pairs[:30])])}
+    for folder, (header, lines) in rows.items():
+        (root / folder).mkdir(parents=True)
+        for split in ("train", "dev"):
+            (root / folder / f"{split}.tsv").write_text("\n".join(([header] if header else []) + lines) + "\n", encoding="utf-8")
+    cb = [{"premise": a, "hypothesis": b, "label": ["entailment", "contradiction", "neutral"][i % 3], "idx": i}
+          for i, (a, b) in enumerate(pairs[:30])]
+    wic = [{"word": "run", "sentence1": "run to the river .", "start1": 0, "end1": 3, "sentence2": "the dog ran near the hill .",
+            "start2": 8, "end2": 11, "label": False},
+           {"word": "saw", "sentence1": "the cat saw a bird .", "start1": 8, "end1": 11, "sentence2": "the king saw a queen .",
+            "start2": 9, "end2": 12, "label": True}]
+    for folder, examples in (("superglue/CB", cb), ("superglue/WiC", [dict(r, idx=i) for i, r in enumerate(wic * 4)])):
+        (root / folder).mkdir(parents=True)
+        for split in ("train", "val"):
+            (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tasks(tmp_path_factory):
+    return write_tiny_tasks(tmp_path_factory.mktemp("tasks"))
+
+
 def links(page):
     """Targets of the Markdown links and images in a page's prose (code left out)."""
     return LINK.findall(CODE.sub("", page.read_text(encoding="utf-8")))
@@ -37,11 +73,11 @@ def test_there_are_at_least_six_chapters():
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.name for p in CHAPTERS])
-def test_chapter_runs(chapter, tiny_checkpoint, tiny_corpus, tmp_path):
+def test_chapter_runs(chapter, tiny_checkpoint, tiny_corpus, tiny_tasks, tmp_path):
     assert run_chapters.python_blocks(chapter), f"{chapter.name} has no ```python block"
     figures = tmp_path / "figures"
     env = dict(os.environ, TUTORIAL_CHECKPOINT=str(tiny_checkpoint), TUTORIAL_CORPUS=str(tiny_corpus),
-               TUTORIAL_FIGURES=str(figures), MPLBACKEND="Agg", SE_CACHE=str(tmp_path / "cache"))
+               TUTORIAL_FIGURES=str(figures), TUTORIAL_DATA=str(tiny_tasks), MPLBACKEND="Agg", SE_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(TUTORIAL / "run_chapters.py"), str(chapter)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{chapter.name} failed:\n{done.stderr[-4000:]}"
