@@ -91,6 +91,23 @@ def parse_args(argv=None):
     return args
 
 
+SETTINGS = ("model", "corpus", "head_warmup", "head_lr", "steps", "block_length", "batch_size", "lr", "warmup", "seed",
+            "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length")
+
+
+def check_settings(args):
+    """Stored stages are reused only by a run with the same settings: anything else would mix two experiments."""
+    path, settings = args.out / "settings.json", {k: getattr(args, k) for k in SETTINGS}
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+        if changed:
+            raise SystemExit(f"{args.out} holds an ablation with other settings ("
+                             + ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in changed.items())
+                             + "): choose another --out, or delete it to start over")
+    path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
 # -----------------------------------------------------------------------------
 # 1. Continued pretraining: the common start, then the four variants
 
@@ -128,6 +145,8 @@ def pretrain_all(args):
     start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
         start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
+    else:
+        args.warmed_up = False  # the checkpoint has its MLM head: the variants start from it as it is
     variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps) for name, (_, options) in VARIANTS.items()}
     return start, variants
 
@@ -155,7 +174,7 @@ def finetune_all(args, models):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 report = finetune.run_task(ft, task, tok, device, autocast)
                 path.write_text(json.dumps(report, indent=1) + "\n")
-            reports[name, task] = json.loads(path.read_text())
+            reports[name, task] = {"variant": name, **json.loads(path.read_text())}
     return reports
 
 
@@ -211,10 +230,11 @@ def hardware(device):
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    check_settings(args)
+    args.warmed_up = True
     t0 = time.time()
     start, variants = pretrain_all(args)
     reports = finetune_all(args, {"start": start, **variants})
-    runs = [json.loads(p.read_text()) for p in sorted((args.out / "finetune").glob("*/*.json"))]
     minutes = (time.time() - t0) / 60
     timing = json.loads((args.out / "timing.json").read_text()) if (args.out / "timing.json").exists() else {"minutes": 0.0}
     timing["minutes"] += minutes  # wall time summed over resumed invocations
@@ -237,13 +257,13 @@ the end of continued pretraining, on fixed masks: random positions, and the toke
 - command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
 - wall time: {timing['minutes']:.0f} min in all
-- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if start['name'] == 'start' and start['tokens'] else ''}
+- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if args.warmed_up else ' (it has its MLM head: no warm-up)'}
 - continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens, lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
 - fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size}, at most {args.max_train or 'all'} training examples per task, full dev sets
 """
     (args.out / "README.md").write_text(text, encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                                       "pretraining": {"start": start, **variants}, "finetuning": runs}, indent=1) + "\n")
+                                                       "pretraining": {"start": start, **variants}, "finetuning": list(reports.values())}, indent=1) + "\n")
     print("\n" + text)
     return text
 

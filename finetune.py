@@ -418,7 +418,7 @@ def run_task(args, name, tok, device, autocast, log=print):
     test = read_examples(name, folder, "test") if args.predict else None
     t0 = time.time()
     runs = [finetune_seed(args, task, tok, data, seed, device, autocast, test) for seed in args.seeds]
-    metrics = list(runs[0]["best"].keys() - {"epoch"})
+    metrics = list(task.metrics)
     table = np.array([[r["best"][m] for m in metrics] for r in runs])
     report = {"task": name, "model": str(args.model), "train_examples": len(data["train"]), "dev_examples": len(data["dev"]),
               "metric": task.metric, "seeds": args.seeds, "minutes": (time.time() - t0) / 60,
@@ -460,7 +460,10 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None, help="write the report as JSON here")
     ap.add_argument("--predict", default=None, metavar="DIR", help="also write test-set predictions in the GLUE/SuperGLUE submission format")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1:
+        ap.error("--epochs and --batch-size must be at least 1")
+    return args
 
 
 def main(argv=None):

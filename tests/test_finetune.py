@@ -353,3 +353,13 @@ def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint
         ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--device", "cpu", "--quiet"])
     with pytest.raises(SystemExit, match=r"error: .*RTE"):
         ft.main(["--model", str(tiny_checkpoint), "--task", "RTE", "--data-root", str(root), "--device", "cpu", "--quiet"])
+
+
+def test_ablation_refuses_to_mix_settings(tmp_path):
+    import ablation
+
+    args = ablation.parse_args(["--out", str(tmp_path)])
+    ablation.check_settings(args)
+    ablation.check_settings(ablation.parse_args(["--out", str(tmp_path)]))  # the same settings: continues
+    with pytest.raises(SystemExit, match=r"other settings \(seeds: \[1, 2, 3\] there, \[1, 2\] now\)"):
+        ablation.check_settings(ablation.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))
