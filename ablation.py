@@ -34,7 +34,7 @@ import torch
 
 import finetune
 import train
-from model import MaskedLM
+from model import MaskedLM, Tokenizer
 
 VARIANTS = {  # name -> (what it is, train.py options)
     "random": ("(a) random masking + cross-entropy", ["--masking", "random", "--smoothing", "none"]),
@@ -145,8 +145,6 @@ def pretrain_all(args):
     start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
         start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
-    else:
-        args.warmed_up = False  # the checkpoint has its MLM head: the variants start from it as it is
     variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps) for name, (_, options) in VARIANTS.items()}
     return start, variants
 
@@ -166,7 +164,7 @@ def finetune_all(args, models):
     reports = {}
     for name, summary in models.items():
         ft.model = summary["checkpoint"]
-        tok = finetune.Tokenizer(finetune.resolve_checkpoint(ft.model))
+        tok = Tokenizer(ft.model)
         for task in args.tasks:
             path = args.out / "finetune" / name / f"{task}.json"
             if not path.exists():
@@ -231,7 +229,6 @@ def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     check_settings(args)
-    args.warmed_up = True
     t0 = time.time()
     start, variants = pretrain_all(args)
     reports = finetune_all(args, {"start": start, **variants})
@@ -257,7 +254,7 @@ the end of continued pretraining, on fixed masks: random positions, and the toke
 - command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
 - wall time: {timing['minutes']:.0f} min in all
-- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if args.warmed_up else ' (it has its MLM head: no warm-up)'}
+- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if start['tokens'] else ' (it has its MLM head: no warm-up)'}
 - continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens, lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
 - fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size}, at most {args.max_train or 'all'} training examples per task, full dev sets
 """

@@ -144,7 +144,6 @@ def ours(args, mode, model, tok, device, autocast, input_ids):
     """A step function that is train.py's step with this mode's options."""
     targs = train.parse_args(OUR_FLAGS[mode] + ["--batch-size", str(args.batch), "--micro-batch-size", str(args.batch),
                                                 "--precision", args.dtype, "--device", str(device)])
-    targs.phase = "main"
     optimizer = train.make_optimizer(targs, model)
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
     # offline: stored scores of the same shape and dtype the offline pass writes; selecting from them costs the same

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import train
-from model import SequenceClassifier, Tokenizer, resolve_checkpoint
+from model import SequenceClassifier, Tokenizer
 
 # -----------------------------------------------------------------------------
 # 1. Tasks, read from their original files
@@ -469,7 +469,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     device, _, _, autocast = train.setup_machine(args)
-    tok = Tokenizer(resolve_checkpoint(args.model))
+    tok = Tokenizer(args.model)
     print(f"model {args.model} + a fresh classification head | device {device}, {args.precision} | "
           f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, seeds {' '.join(map(str, args.seeds))}")
     try:

@@ -170,19 +170,25 @@ def max_selected(args, shape):
     return batch * (math.floor(length * args.ratio) + 1) if bounded else batch * length
 
 
-def question(model, input_ids, kind, positions=None):
-    """SE stage 1: feed the UNMASKED sequence and score every token.
-
-    Eval mode and no gradient, as in the authors' pass at learning rate 0. The
-    logits are returned too: they are also the reference r_i of the
-    token-specific label smoothing (stage 2), so one projection serves both.
-    No attention mask: training blocks are packed full, without padding.
-    """
+def unmasked_logits(model, input_ids, positions=None):
+    """SE stage 1's forward: the UNMASKED sequence, in eval mode and without gradient,
+    as in the authors' pass at learning rate 0. No attention mask: training
+    blocks are packed full, without padding."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         logits = model(input_ids, positions=positions)
     model.train(was_training)
+    return logits
+
+
+def question(model, input_ids, kind, positions=None):
+    """SE stage 1: score every token from the unmasked forward.
+
+    The logits are returned too: they are also the reference r_i of the
+    token-specific label smoothing (stage 2), so one projection serves both.
+    """
+    logits = unmasked_logits(model, input_ids, positions)
     return score_tokens(logits, input_ids if positions is None else input_ids.flatten()[positions], kind), logits
 
 
@@ -216,14 +222,14 @@ def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
     if args.smoothing == "token" and args.phase == "main":
         # r_i at the masked positions: from the scoring forward when there was
         # one (kept only where a token is masked), else a forward projected there.
-        reference = logits.flatten(0, 1)[idx] if logits is not None else question(model, input_ids, args.score, idx)[1]
+        reference = logits.flatten(0, 1)[idx] if logits is not None else unmasked_logits(model, input_ids, idx)
     return corrupted, idx, targets, reference
 
 
 def masking_batch(args, model, tok, input_ids, maskable, gen):
     """What a --masking-fn function sees; the model is questioned only if it asks."""
     return MaskingBatch(input_ids, maskable, args.ratio, gen, tok.continuation.to(input_ids.device), args.token_counts,
-                        args.progress, question=lambda ids: question(model, ids, args.score)[1])
+                        args.progress, question=lambda ids: unmasked_logits(model, ids))
 
 
 def loss_fn(args, logits, targets, reference):

@@ -111,7 +111,6 @@ def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_chec
     import data
 
     args = train.parse_args(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--masking", "informative"))
-    args.phase = "main"
     tok = Tokenizer(tiny_checkpoint)
     model = MaskedLM.from_pretrained(tiny_checkpoint)
     train_set, _, _ = data.load_corpus(args.corpus, tok, args.block_length, 64, args.heldout, args.cache_dir)
