@@ -8,7 +8,7 @@ solution is compared with an independent account of the rule.
 
 import torch
 
-from masking import MaskingBatch
+from masking import MaskingBatch, budget
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS = [PAD, UNK, CLS, SEP, MASK]
@@ -69,10 +69,11 @@ def logits_with_loss(input_ids, badness):
     return logits.scatter(-1, input_ids.unsqueeze(-1), -badness.float().unsqueeze(-1))
 
 
-def distinct_badness(input_ids, seed):
-    """A different badness for every position (a random permutation per row): no ties to break."""
+def ranked_logits(input_ids, seed):
+    """logits_with_loss with a different badness at every position (a random permutation per row): no ties to break."""
     g = gen(seed)
-    return torch.stack([torch.randperm(input_ids.shape[1], generator=g) for _ in range(input_ids.shape[0])]).float()
+    badness = torch.stack([torch.randperm(input_ids.shape[1], generator=g) for _ in range(input_ids.shape[0])])
+    return logits_with_loss(input_ids, badness)
 
 
 def loss_scores(input_ids, logits):
@@ -99,6 +100,24 @@ def top_k(scores, maskable, k):
         for i in sorted(candidates, key=lambda i: (-scores[b, i].item(), i))[:int(k[b])]:
             selected[b, i] = True
     return selected
+
+
+def assert_follows_the_rule(solution, expected, what, pieces=0.0):
+    """For three seeds and budgets, the solution selects what `expected(batch, loss scores, budget)` says."""
+    for seed, ratio in [(1, 0.15), (2, 0.3), (3, 0.5)]:
+        ids = random_rows(16, 24, seed, pieces)
+        logits = ranked_logits(ids, seed)
+        batch = batch_of(ids, logits, ratio=ratio, generator=gen(seed))
+        got = solution(batch)
+        assert_selection(got, batch)
+        want = expected(batch, loss_scores(ids, logits), budget(batch.maskable, ratio, gen(seed)))
+        assert rows(got) == rows(want), f"ratio {ratio}: {what}"
+
+
+def assert_the_seed_reproduces(run, other_seeds=range(1, 6)):
+    """run(seed) -> selection: the same seed gives the same mask, and some other seed another."""
+    assert torch.equal(run(0), run(0))
+    assert any(not torch.equal(run(0), run(seed)) for seed in other_seeds)
 
 
 def rows(selected):

@@ -2,8 +2,8 @@
 
 import torch
 
-from grading import (CLS, MASK, SEP, VOCAB, assert_selection, batch_of, distinct_badness, gen, logits_with_loss,
-                     loss_scores, random_rows, rows, top_k)
+from grading import (CLS, MASK, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen, loss_scores,
+                     random_rows, ranked_logits, rows, top_k)
 from masking import budget, random_mask
 
 EXERCISE = "curriculum"
@@ -18,7 +18,7 @@ def full_rows(n_rows, seed):
 
 def test_progress_0_is_random_masking_without_questioning_the_model(solution):
     ids = random_rows(32, 24, seed=1)
-    logits = logits_with_loss(ids, distinct_badness(ids, 1))
+    logits = ranked_logits(ids, 1)
     for seed in range(3):
         batch = batch_of(ids, logits, ratio=0.15, generator=gen(seed), progress=0.0)
         got = solution(batch)
@@ -30,7 +30,7 @@ def test_progress_0_is_random_masking_without_questioning_the_model(solution):
 
 def test_progress_1_is_the_top_loss_tokens(solution):
     ids = random_rows(32, 24, seed=2)
-    logits = logits_with_loss(ids, distinct_badness(ids, 2))
+    logits = ranked_logits(ids, 2)
     batch = batch_of(ids, logits, ratio=0.15, generator=gen(3), progress=1.0)
     got = solution(batch)
     assert_selection(got, batch)
@@ -40,7 +40,7 @@ def test_progress_1_is_the_top_loss_tokens(solution):
 
 def test_in_between_a_linear_share_of_the_budget_is_top_loss(solution):
     ids = full_rows(8, seed=4)
-    logits = logits_with_loss(ids, distinct_badness(ids, 4))
+    logits = ranked_logits(ids, 4)
     scores, k = loss_scores(ids, logits), 8
     top = [top_k(scores, ~torch.isin(ids, torch.tensor([CLS, SEP])), torch.full((8,), n)) for n in range(k + 1)]
     overlap = {}
@@ -63,7 +63,6 @@ def test_in_between_a_linear_share_of_the_budget_is_top_loss(solution):
 
 def test_the_seed_reproduces_the_mask(solution):
     ids = full_rows(8, seed=5)
-    logits = logits_with_loss(ids, distinct_badness(ids, 5))
-    run = lambda seed: solution(batch_of(ids, logits, ratio=0.5, generator=gen(seed), progress=0.5))
-    assert torch.equal(run(0), run(0))
-    assert not torch.equal(run(0), run(1))
+    logits = ranked_logits(ids, 5)
+    assert_the_seed_reproduces(lambda seed: solution(batch_of(ids, logits, ratio=0.5, generator=gen(seed), progress=0.5)),
+                               other_seeds=[1])

@@ -7,7 +7,8 @@ its own way of drawing, a wrong weighting fails by far.
 
 import torch
 
-from grading import CLS, SEP, VOCAB, assert_selection, batch_of, gen, logits_with_loss, random_rows, rows
+from grading import (CLS, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen, logits_with_loss,
+                     random_rows)
 from masking import budget
 
 EXERCISE = "frequency"
@@ -101,6 +102,5 @@ def test_equal_counts_give_every_position_the_same_chance(solution):
 def test_the_seed_reproduces_the_mask(solution):
     ids = random_rows(16, 24, seed=9)
     counts = torch.randint(1, 5000, (VOCAB,), generator=gen(9))
-    run = lambda seed: solution(batch_of(ids, ratio=0.15, generator=gen(seed), token_counts=counts))
-    assert rows(run(0)) == rows(run(0))
-    assert not torch.equal(run(0), run(1))
+    assert_the_seed_reproduces(lambda seed: solution(batch_of(ids, ratio=0.15, generator=gen(seed), token_counts=counts)),
+                               other_seeds=[1])
