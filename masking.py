@@ -28,6 +28,7 @@ GPU. Every random function takes an optional torch.Generator and draws on the
 device of its inputs, so a seed reproduces a mask.
 """
 
+import functools
 import importlib.util
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 IGNORE_INDEX = -100  # label at unselected positions; torch cross_entropy's default
 
@@ -49,8 +51,14 @@ def special_tokens_mask(input_ids, tokenizer_or_ids):
     with the attention mask: maskable = ~special_tokens_mask(...) & attention.
     """
     ids = getattr(tokenizer_or_ids, "special_ids", tokenizer_or_ids)
-    ids = torch.as_tensor(list(ids), dtype=input_ids.dtype, device=input_ids.device)
-    return torch.isin(input_ids, ids)
+    return torch.isin(input_ids, _id_table(tuple(sorted(int(i) for i in ids)), input_ids.dtype, input_ids.device))
+
+
+@functools.lru_cache(maxsize=None)
+def _id_table(ids, dtype, device):
+    # Made once per device: copying a Python list to a GPU at every step
+    # would make the host wait for the GPU each time.
+    return torch.tensor(ids, dtype=dtype, device=device)
 
 
 def budget(maskable, ratio=0.15, generator=None):
@@ -194,8 +202,9 @@ def score_tokens(logits, input_ids, kind="loss"):
     """
     logits = logits.float()
     if kind == "loss":
-        # -log p(x) = logsumexp(z) - z[x]: no second (batch, length, vocab) tensor.
-        return logits.logsumexp(-1) - logits.gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
+        # -log p(x) is the cross-entropy of the token itself: one fused pass
+        # over the vocabulary, and no second (batch, length, vocab) tensor.
+        return F.cross_entropy(logits.flatten(0, -2), input_ids.flatten(), reduction="none").view(input_ids.shape)
     if kind == "entropy":
         # entr(p) = -p log p with entr(0) = 0, so vocab entries at -inf are harmless.
         return torch.special.entr(logits.softmax(-1)).sum(-1)
@@ -262,6 +271,10 @@ class MaskingBatch:
             if self.question is None:
                 raise RuntimeError("this MaskingBatch has no model to question")
             self._logits = self.question(self.input_ids)
+        return self._logits
+
+    def asked(self) -> torch.Tensor | None:
+        """The logits if the rule asked for them, else None (train.py reuses them as TLS references)."""
         return self._logits
 
     def scores(self, kind="loss") -> torch.Tensor:

@@ -203,9 +203,9 @@ def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
         batch = masking_batch(args, model, tok, input_ids, maskable, gen)
         selected = custom_select(args.select_fn, batch)
         corrupted = apply_mask(input_ids, selected, tok.mask_id, tok.vocab_size, tuple(args.informative_split), gen)
-        logits = batch._logits
+        logits = batch.asked()
     elif args.masking == "random" or args.phase == "warm-up":
-        continuation = tok.continuation.to(input_ids.device) if args.whole_word else None
+        continuation = tok.continuation if args.whole_word else None
         corrupted, _, selected = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, args.ratio, gen, continuation)
         logits = None
     else:
@@ -228,7 +228,7 @@ def mask_batch(args, model, tok, input_ids, gen, stored_scores=None):
 
 def masking_batch(args, model, tok, input_ids, maskable, gen):
     """What a --masking-fn function sees; the model is questioned only if it asks."""
-    return MaskingBatch(input_ids, maskable, args.ratio, gen, tok.continuation.to(input_ids.device), args.token_counts,
+    return MaskingBatch(input_ids, maskable, args.ratio, gen, tok.continuation, args.token_counts,
                         args.progress, question=lambda ids: unmasked_logits(model, ids))
 
 
@@ -464,6 +464,11 @@ def autocast_for(device, precision):
     return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
 
 
+def to_device(batch, device):
+    """Host -> GPU without waiting: a copy from pinned memory queues behind the GPU's work."""
+    return batch.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else batch.to(device)
+
+
 def step_generator(args, step, micro, device):
     """The one source of randomness of a micro-batch: a function of (seed, step, micro-batch)."""
     seed = (args.seed * 1_000_003 + step) * 1_009 + micro
@@ -515,6 +520,7 @@ def main(argv=None):
                          "or choose another --out")
     start = latest_checkpoint(out) if args.resume else None
     tok = Tokenizer(start or args.model)
+    tok.continuation = tok.continuation.to(device)  # read by masking at every step: copied once, not per step
     torch.manual_seed(args.seed)  # a fresh MLM head starts from seeded random weights
     raw = MaskedLM.from_pretrained(start or args.model, hidden_dropout_prob=args.dropout,
                                    attention_probs_dropout_prob=args.dropout).to(device).train()
@@ -608,8 +614,8 @@ def main(argv=None):
             micro_batches = []
             for micro in range(rank * n_micro // world, (rank + 1) * n_micro // world):  # this process's share
                 part = rows[micro * args.micro_batch_size:(micro + 1) * args.micro_batch_size]
-                scores = None if stored is None else torch.from_numpy(np.asarray(stored[part])).to(device)
-                micro_batches.append((micro, train.batch(part).to(device, non_blocking=True), scores))
+                scores = None if stored is None else to_device(torch.from_numpy(np.asarray(stored[part])), device)
+                micro_batches.append((micro, to_device(train.batch(part), device), scores))
             running += train_step(args, model, raw, tok, optimizer, scaler, micro_batches, step, world, autocast)
             tokens_seen += len(micro_batches) * args.micro_batch_size * args.block_length
             step += 1

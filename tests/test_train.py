@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import bench
 import train
 from model import MaskedLM, Tokenizer, resolve_checkpoint
 
@@ -213,3 +215,75 @@ def test_masking_fn_errors(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(TypeError, match=r"floats must return a bool tensor of shape \(\d+, \d+\), got a torch.float32 tensor"):
         train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "bad", "--masking-fn", f"{rule}:floats"))
+
+
+# ----------------------------------------------------------------- the GPU paths
+# CI has no GPU, so these are skipped there; on a machine with one, run them by
+# hand (python -m pytest tests/test_train.py -k gpu -v). They check what the CPU
+# tests cannot: a training step that never makes the host wait for the GPU (no
+# .item(), no boolean indexing, no per-step copy of a constant table), autocast
+# in bf16 and fp16 with the gradient scaler on the device itself, `--device
+# auto` choosing the GPU, and NCCL under torchrun.
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+GPU_MODES = {"random": ["--masking", "random", "--smoothing", "none"],
+             "random, whole words": ["--masking", "random", "--whole-word"],
+             "online SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
+             "offline SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("mode", GPU_MODES)
+def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precision):
+    device = torch.device("cuda")
+    args = train.parse_args(GPU_MODES[mode] + ["--batch-size", "4", "--micro-batch-size", "4", "--precision", precision])
+    tok = Tokenizer(tiny_checkpoint)
+    tok.continuation = tok.continuation.to(device)  # as train.main does
+    model = MaskedLM.from_pretrained(tiny_checkpoint).to(device).train()
+    optimizer = train.make_optimizer(args, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # fp16's scaler checks for overflow on the host: a wait by design
+    ids = bench.synthetic_batch(SimpleNamespace(batch=4, length=32), tok, model.config.max_positions, device)
+    scores = torch.rand(ids.shape, device=device) if mode == "offline SE" else None
+    autocast = train.autocast_for(device, precision)
+
+    def step(i):
+        return train.train_step(args, model, model, tok, optimizer, scaler, [(0, ids, scores)], i, 1, autocast)
+
+    for i in range(2):  # first calls: lazy CUDA initialisation, allocator, optimizer state
+        step(i)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call below raises
+    try:
+        losses = [step(i) for i in range(2, 5)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(loss) for loss in losses)
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_gpu_is_chosen_and_mixed_precision_learns(tmp_path, tiny_checkpoint, tiny_corpus, capsys, precision):
+    out = tmp_path / "run"
+    history = train.main(argv(tiny_checkpoint, tiny_corpus, out, "--device", "auto", "--precision", precision,
+                              "--masking", "informative", "--steps", "20", "--lr", "1e-2", "--schedule", "constant",
+                              "--eval-every", "100"))
+    assert "device cuda:0" in capsys.readouterr().out
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert evals[-1] < 0.8 * evals[0]
+    scaler = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
+    assert (scaler.get("scale") is not None) == (precision == "fp16")
+
+
+@needs_gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_torchrun_on_two_gpus_equals_one(tmp_path, tiny_checkpoint, tiny_corpus):
+    method = ["--steps", "4", "--micro-batch-size", "4", "--masking", "informative", "--smoothing", "token",
+              "--device", "auto", "--precision", "fp32"]
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *method))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+           str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *method)]
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-4)
