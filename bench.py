@@ -18,8 +18,9 @@ synthetic rows, [CLS] + random ordinary ids + [SEP], exactly --length long (no p
 
 Reading the numbers: tokens_per_s = batch * length * steps / seconds over the timed steps (after
 --warmup untimed ones); s_per_step is the mean time of one optimizer step, s_per_step_median its
-median (steadier when a neighbour shares the machine). Every mode runs in a fresh process so
-memory is its own. On CPU peak_mb is the peak resident memory (MiB) of the process from just
+median (steadier when a neighbour shares the machine). With --rounds N every mode runs N times, in
+turn, each line carries its "round", and the comparison gives the ratio of each round. Every mode
+runs in a fresh process so memory is its own. On CPU peak_mb is the peak resident memory (MiB) of the process from just
 before the first step to the end (the high-water mark is reset after loading, where Linux allows;
 "peak_since" says which), baseline_mb the resident memory before the first step (model + inputs),
 and step_peak_mb = peak - baseline: gradients, AdamW moments and the step's activations. On CUDA the
@@ -66,9 +67,13 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, AdamW state, kernel choice)")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=f"any of {', '.join(MODES)}")
+    ap.add_argument("--rounds", type=int, default=1, help="run every mode this many times, in turn: on a shared machine "
+                                                          "a slow spell then hits all modes alike, and the ratios are given per round")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's own choice")
     ap.add_argument("--only", choices=MODES, help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
@@ -237,22 +242,23 @@ def run_one(args):
 # The parent: one fresh process per mode, then a comparison
 
 
-def summary(results):
-    r = {x["mode"]: x for x in results if "tokens_per_s" in x}
-    lines = []
-    ratio = lambda a, b, key: f"{r[a][key] / r[b][key]:.2f}x"
-    if "random" in r and "alternative" in r:
-        lines.append(f"random vs alternative: {ratio('random', 'alternative', 'tokens_per_s')} the tokens/s "
-                     f"({ratio('alternative', 'random', 's_per_step_median')} by median step time; goal >= 2x)")
-    if "random" in r and "online" in r:
-        lines.append(f"online vs random: {ratio('online', 'random', 's_per_step')} the time per step "
-                     f"({ratio('online', 'random', 's_per_step_median')} by median; goal <= 1.5x)")
-    if "alternative" in r:
-        for m in ("random", "online", "offline"):
-            if m in r:
-                a, b = r[m], r["alternative"]
-                lines.append(f"peak memory {m} vs alternative: {a['peak_mb']:.0f} vs {b['peak_mb']:.0f} MiB "
-                             f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})")
+def summary(rounds):
+    """Ratios against the goals, per round (modes of one round ran side by side in time), and peak memory."""
+    def ratio(a, b, key, goal):
+        values = sorted(rd[a][key] / rd[b][key] for rd in rounds if key in rd.get(a, {}) and key in rd.get(b, {}))
+        if not values:
+            return []
+        spread = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+        return [f"{statistics.median(values):.2f}x{spread}; goal {goal}"]
+
+    lines = [f"random vs alternative, tokens/s: {x}" for x in ratio("random", "alternative", "tokens_per_s", ">= 2x")]
+    lines += [f"online vs random, time per step: {x}" for x in ratio("online", "random", "s_per_step", "<= 1.5x")]
+    last = rounds[-1]
+    for m in ("random", "online", "offline"):
+        if "peak_mb" in last.get(m, {}) and "peak_mb" in last.get("alternative", {}):
+            a, b = last[m], last["alternative"]
+            lines.append(f"peak memory {m} vs alternative: {a['peak_mb']:.0f} vs {b['peak_mb']:.0f} MiB "
+                         f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})")
     return lines
 
 
@@ -264,16 +270,19 @@ def main(argv=None):
     common = ["--config", args.config] if args.config else ["--model", args.model]
     common += ["--batch", str(args.batch), "--length", str(args.length), "--device", args.device, "--dtype", args.dtype,
                "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
-    results, failed = [], False
-    for mode in args.modes:
-        child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *common, "--only", mode],
-                               stdout=subprocess.PIPE, text=True)  # stderr passes through
-        lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
-        result = json.loads(lines[-1]) if child.returncode == 0 and lines else {"mode": mode, "error": f"exit code {child.returncode}"}
-        failed |= "error" in result
-        results.append(result)
-        print(json.dumps(result), flush=True)
-    for line in summary(results):
+    rounds, failed = [], False
+    for r in range(args.rounds):
+        results = {}
+        for mode in args.modes:
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *common, "--only", mode],
+                                   stdout=subprocess.PIPE, text=True)  # stderr passes through
+            lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
+            result = json.loads(lines[-1]) if child.returncode == 0 and lines else {"mode": mode, "error": f"exit code {child.returncode}"}
+            failed |= "error" in result
+            results[mode] = dict(result, round=r + 1) if args.rounds > 1 else result
+            print(json.dumps(results[mode]), flush=True)
+        rounds.append(results)
+    for line in summary(rounds):
         print(line, file=sys.stderr)
     return 1 if failed else 0
 

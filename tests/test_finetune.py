@@ -293,7 +293,7 @@ def test_submission_rows():
 # The training loop and the ablation, on the tiny checkpoint
 
 
-def write_tiny_tasks(root, n=64):
+def write_learnable_tasks(root, n=64):
     """A CoLA-layout task the tiny vocabulary can learn (label: is the animal a cat?) and a CB-layout one."""
     rng = np.random.default_rng(0)
     rows, cb = [], []
@@ -311,7 +311,7 @@ def write_tiny_tasks(root, n=64):
 
 
 def test_finetuning_learns_a_tiny_task(tmp_path, tiny_checkpoint):
-    root = write_tiny_tasks(tmp_path / "data")
+    root = write_learnable_tasks(tmp_path / "data")
     (root / "glue" / "CoLA" / "test.tsv").write_text("index\tsentence\n0\tthe cat sat .\n1\tthe dog sat .\n")
     reports = ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--seeds", "1", "2",
                        "--epochs", "6", "--batch-size", "8", "--lr", "1e-2", "--device", "cpu", "--quiet",
@@ -327,7 +327,7 @@ def test_finetuning_learns_a_tiny_task(tmp_path, tiny_checkpoint):
 def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus):
     import ablation
 
-    root = write_tiny_tasks(tmp_path / "data", n=24)
+    root = write_learnable_tasks(tmp_path / "data", n=24)
     argv = ["--preset", "small", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus), "--data-root", str(root),
             "--tasks", "CoLA", "CB", "--steps", "2", "--warmup", "1", "--block-length", "32", "--batch-size", "4",
             "--ft-epochs", "1", "--max-train", "16", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
@@ -347,7 +347,7 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
 
 
 def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint):
-    root = write_tiny_tasks(tmp_path / "data", n=4)
+    root = write_learnable_tasks(tmp_path / "data", n=4)
     (root / "glue" / "CoLA" / "train.tsv").write_text("src\t1\t\tthe cat sat .\nsrc\t0\tthe dog sat .\n")
     with pytest.raises(SystemExit, match=r"CoLA/train.tsv:2: expected 4 tab-separated columns"):
         ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--device", "cpu", "--quiet"])
