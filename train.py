@@ -113,7 +113,8 @@ def parse_args(argv=None):
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, fp32 on CPU")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model. Compiled dropout draws its own random "
+                   "numbers: a seed reproduces a compiled run (to float rounding), but not the eager run's weights")
     g.add_argument("--seed", type=int, default=0)
     g = ap.add_argument_group("output")
     g.add_argument("--out", default="runs/se", help="run folder: checkpoint, log.jsonl, scores.html")

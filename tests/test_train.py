@@ -189,6 +189,17 @@ def test_mixed_precision_paths_learn(tmp_path, tiny_checkpoint, tiny_corpus, pre
     assert (scaler.get("scale") is not None) == (precision == "fp16")
 
 
+def test_compile_trains_like_eager(tmp_path, tiny_checkpoint, tiny_corpus):
+    """--compile computes the same steps. Dropout is off: compiled dropout draws its own random numbers."""
+    common = ["--steps", "3", "--masking", "informative", "--smoothing", "token", "--dropout", "0", "--eval-every", "100"]
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "eager", *common))
+    from torch._dynamo.utils import counters
+    counters.clear()
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "compiled", *common, "--compile"))
+    assert counters["stats"]["unique_graphs"] >= 1  # the steps did run through compiled code
+    assert_same_weights(final_weights(tmp_path / "eager"), final_weights(tmp_path / "compiled"), atol=1e-5)
+
+
 def test_masking_fn_equal_to_builtin_rule(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
     """--masking-fn with a function that re-states the built-in SE rule trains exactly like --masking informative."""
     rule = tmp_path / "my_rule.py"
