@@ -20,13 +20,13 @@ Reading the numbers: tokens_per_s = batch * length * steps / seconds over the ti
 --warmup untimed ones); s_per_step is the mean time of one optimizer step, s_per_step_median its
 median (steadier when a neighbour shares the machine). With --rounds N every mode runs N times, in
 turn, each line carries its "round", and the comparison gives the ratio of each round. Every mode
-runs in a fresh process so memory is its own. On CPU peak_mb is the peak resident memory (MiB) of the process from just
-before the first step to the end (the high-water mark is reset after loading, where Linux allows;
-"peak_since" says which), baseline_mb the resident memory before the first step (model + inputs),
-and step_peak_mb = peak - baseline: gradients, AdamW moments and the step's activations. On CUDA the
-same three come from torch.cuda's allocator. A --config run has random weights and a stand-in
-tokenizer (mask id = vocab_size - 1, [CLS]/[SEP] = the two lowest ids other than padding): it is for
-timing only.
+runs in a fresh process so memory is its own. On CPU peak_mb is the peak resident memory (MiB) of
+the process from just before the first step to the end (the high-water mark is reset after loading,
+where Linux allows; "peak_since" says which), baseline_mb the resident memory before the first step
+(model + inputs), and step_peak_mb = peak - baseline: gradients, AdamW moments and the step's
+activations. On CUDA the same three come from torch.cuda's allocator. A --config run has random
+weights and a stand-in tokenizer (mask id = vocab_size - 1, [CLS]/[SEP] = the two lowest ids other
+than padding): it is for timing only.
 """
 
 import argparse
