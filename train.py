@@ -25,6 +25,7 @@ splitting a batch over processes changes nothing but summation order.
 """
 
 import argparse
+import datetime
 import html
 import json
 import math
@@ -448,21 +449,35 @@ def setup_machine(args):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if args.device == "auto":
-        args.device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
+    if device.type == "cuda" and (device.index is None or world > 1):  # under torchrun each process takes its own GPU
+        device = torch.device("cuda", local)
+        args.device = str(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if args.precision == "auto":
-        args.precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+        # The others wait at a barrier while the first process tokenizes the
+        # corpus (and, offline, scores it): allow hours, not the default minutes.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
+    if args.precision == "auto":  # bf16 only where the GPU computes in it; older GPUs would emulate it slowly
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        args.precision = ("bf16" if bf16 else "fp16") if device.type == "cuda" else "fp32"
     return device, rank, world, autocast_for(device, args.precision)
 
 
 def autocast_for(device, precision):
-    """Mixed precision: matrix products in bf16/fp16, the rest (and our losses) in float32."""
+    """Mixed precision: matrix products in bf16/fp16, the rest (and our losses) in float32.
+
+    Without its cache: autocast keeps the low-precision copy of each weight for
+    the rest of the region, and a copy made in the no-grad self-questioning
+    forward has no autograd history. Reused by the training forward in the same
+    region, it would leave those weights without gradients (PyTorch issue
+    112583, fixed upstream late in 2025). Each weight is used once per forward,
+    so the cache saved nothing here anyway.
+    """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype else nullcontext()
 
 
 def to_device(batch, device):
@@ -544,7 +559,8 @@ def main(argv=None):
     if start:
         state = torch.load(start / "training_state.pt", map_location=device, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and fp16:  # a run saved without fp16 has no scale yet: the new scaler starts its own
+            scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log(f"resumed from {start} at step {step}")
     model = raw

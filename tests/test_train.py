@@ -17,6 +17,13 @@ import train
 from model import MaskedLM, Tokenizer, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+MODES = {"random": ["--masking", "random", "--smoothing", "none"],
+             "random, whole words": ["--masking", "random", "--whole-word"],
+             "online SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
+             "offline SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
 
 
 def argv(tiny_checkpoint, tiny_corpus, out, *extra):
@@ -189,6 +196,35 @@ def test_mixed_precision_paths_learn(tmp_path, tiny_checkpoint, tiny_corpus, pre
     assert (scaler.get("scale") is not None) == (precision == "fp16")
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_gpu)])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("mode", ["online SE", "offline SE"])
+def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
+    """The no-grad self-questioning forward runs inside the step's autocast region; the training forward must
+    still reach every weight (with autocast's weight cache, older PyTorch releases left the Linear weights without)."""
+    device = torch.device(device)
+    args = train.parse_args(MODES[mode] + ["--batch-size", "4", "--micro-batch-size", "4"])
+    tok = Tokenizer(tiny_checkpoint)
+    model = MaskedLM.from_pretrained(tiny_checkpoint).to(device).train()
+    ids = bench.synthetic_batch(SimpleNamespace(batch=4, length=32), tok, model.config.max_positions, device)
+    scores = torch.rand(ids.shape, device=device) if mode == "offline SE" else None
+    gen = torch.Generator(device).manual_seed(0)
+    loss = train.micro_step(args, model, model, tok, ids, gen, train.autocast_for(device, precision), scores)
+    loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
+
+
+def test_resume_with_another_precision(tmp_path, tiny_checkpoint, tiny_corpus):
+    """A run saved in fp32 (no gradient-scaler state) continues in fp16, and back."""
+    out = tmp_path / "run"
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2", "--precision", "fp32"))
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "4", "--precision", "fp16", "--resume"))
+    state = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)
+    assert state["step"] == 4 and state["scaler"]["scale"] > 0
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "6", "--precision", "fp32", "--resume"))
+    assert torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["step"] == 6
+
+
 def test_compile_trains_like_eager(tmp_path, tiny_checkpoint, tiny_corpus):
     """--compile computes the same steps. Dropout is off: compiled dropout draws its own random numbers."""
     common = ["--steps", "3", "--masking", "informative", "--smoothing", "token", "--dropout", "0", "--eval-every", "100"]
@@ -230,26 +266,20 @@ def test_masking_fn_errors(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
 
 # ----------------------------------------------------------------- the GPU paths
 # CI has no GPU, so these are skipped there; on a machine with one, run them by
-# hand (python -m pytest tests/test_train.py -k gpu -v). They check what the CPU
+# hand (python -m pytest tests/test_train.py -k "gpu or cuda" -v). They check what the CPU
 # tests cannot: a training step that never makes the host wait for the GPU (no
 # .item(), no boolean indexing, no per-step copy of a constant table), autocast
 # in bf16 and fp16 with the gradient scaler on the device itself, `--device
 # auto` choosing the GPU, and NCCL under torchrun.
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-GPU_MODES = {"random": ["--masking", "random", "--smoothing", "none"],
-             "random, whole words": ["--masking", "random", "--whole-word"],
-             "online SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
-             "offline SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
 
 
 @needs_gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("mode", GPU_MODES)
+@pytest.mark.parametrize("mode", MODES)
 def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precision):
     device = torch.device("cuda")
-    args = train.parse_args(GPU_MODES[mode] + ["--batch-size", "4", "--micro-batch-size", "4", "--precision", precision])
+    args = train.parse_args(MODES[mode] + ["--batch-size", "4", "--micro-batch-size", "4", "--precision", precision])
     tok = Tokenizer(tiny_checkpoint)
     tok.continuation = tok.continuation.to(device)  # as train.main does
     model = MaskedLM.from_pretrained(tiny_checkpoint).to(device).train()
