@@ -304,23 +304,36 @@ def evaluate(model, batches, autocast, prefix="eval"):
 # 4. The offline self-questioning pass (the authors' two-stage way)
 
 
-def offline_scores(args, model, tok, train, device, autocast, path):
+def offline_scores(args, model, tok, train, device, autocast, path, rank=0, world=1):
     """Score every training block once with the current model; store as float32.
 
     The authors run this as a separate fairseq pass at learning rate 0 and keep
     the positions with loss > 0.1. Keeping the scores instead lets either rule
     (ratio or threshold) select from them. Training then reads the selection
-    from disk and computes only the reference forward of each step.
+    from disk and computes only the reference forward of each step. Under
+    torchrun every process scores its share of the micro-batches into the
+    same file; all processes must call this together.
     """
-    scores = np.lib.format.open_memmap(str(path) + ".tmp.npy", mode="w+", dtype=np.float32, shape=(len(train), args.block_length))
-    for start in tqdm(range(0, len(train), args.micro_batch_size), desc="self-questioning pass", disable=args.quiet):
+    tmp = str(path) + ".tmp.npy"
+    if rank == 0:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(train), args.block_length)).flush()
+    if world > 1:
+        dist.barrier()
+    scores = np.load(tmp, mmap_mode="r+")
+    starts = range(rank * args.micro_batch_size, len(train), world * args.micro_batch_size)
+    for start in tqdm(starts, desc="self-questioning pass", disable=args.quiet or rank > 0):
         rows = np.arange(start, min(len(train), start + args.micro_batch_size))
         with autocast:
             s, _ = question(model, train.batch(rows).to(device), args.score)
         scores[rows] = s.cpu().numpy()
     scores.flush()
     del scores
-    os.replace(str(path) + ".tmp.npy", path)
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        os.replace(tmp, path)
+    if world > 1:
+        dist.barrier()
     return np.load(path, mmap_mode="r")
 
 
@@ -618,11 +631,8 @@ def main(argv=None):
                     log(f"token scores of held-out passages: {out / 'scores.html'}")
             if args.phase == "main" and args.masking == "informative" and args.questioning == "offline" and stored is None:
                 path = out / f"scores-step{args.head_warmup}.npy"
-                if main_process and not path.exists():
-                    offline_scores(args, raw, tok, train, device, autocast, path)
-                if world > 1:
-                    dist.barrier()
-                stored = np.load(path, mmap_mode="r")
+                stored = np.load(path, mmap_mode="r") if path.exists() else \
+                    offline_scores(args, raw, tok, train, device, autocast, path, rank, world)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(args, step, group["head"])
             lr = lr_at(args, step)

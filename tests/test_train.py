@@ -81,8 +81,11 @@ def test_a_seed_reproduces_a_run(tmp_path, tiny_checkpoint, tiny_corpus):
         assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "c"))
 
 
-def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus):
-    method = ["--steps", "4", "--micro-batch-size", "4", "--masking", "informative", "--smoothing", "token"]
+@pytest.mark.parametrize("questioning", ["online", "offline"])
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus, questioning):
+    """Offline, the two processes also share the scoring pass: the scores file must equal the single process's."""
+    method = ["--steps", "4", "--micro-batch-size", "4", "--masking", "informative", "--smoothing", "token",
+              "--questioning", questioning]
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *method))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *method)]
@@ -91,6 +94,9 @@ def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus
     assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-5)
     losses = lambda name: [e["loss"] for e in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in e]
     assert losses("single") == pytest.approx(losses("ddp"), abs=1e-5)
+    if questioning == "offline":
+        single, ddp = (np.load(tmp_path / name / "scores-step0.npy") for name in ("single", "ddp"))
+        np.testing.assert_allclose(single, ddp, rtol=0, atol=1e-5)
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
