@@ -470,8 +470,8 @@ def setup_machine(args):
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1:
-        # The others wait at a barrier while the first process tokenizes the
-        # corpus (and, offline, scores it): allow hours, not the default minutes.
+        # The others wait at a barrier while the first process tokenizes a
+        # corpus that is not cached yet: allow hours, not the default minutes.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
     if args.precision == "auto":  # bf16 only where the GPU computes in it; older GPUs would emulate it slowly
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
