@@ -328,12 +328,13 @@ def scores(task, predictions, gold) -> dict[str, float]:
 
 
 def batches(tok, examples, order, batch_size, max_length, device):
-    """Tokenized batches in the given order; pairs are cut longest side first."""
+    """(tokenized inputs, labels or None on a test split) in the given order; pairs are cut longest side first."""
     for start in range(0, len(order), batch_size):
         rows = [examples[i] for i in order[start:start + batch_size]]
         pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
         enc = tok([e.text_a for e in rows], pairs, max_length)
-        yield {k: v.to(device, non_blocking=True) for k, v in enc.items()}, rows
+        labels = None if rows[0].label is None else train.to_device(torch.tensor([e.label for e in rows]), device)
+        yield {k: train.to_device(v, device) for k, v in enc.items()}, labels
 
 
 @torch.no_grad()
@@ -370,15 +371,12 @@ def finetune_seed(args, task, tok, data, seed, device, autocast, test=None):
     bar = tqdm(total=sched.steps, desc=f"{task.name} seed {seed}", disable=args.quiet, dynamic_ncols=True, leave=False)
     for epoch in range(args.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(train_ex))
-        for enc, rows in batches(tok, train_ex, order, args.batch_size, args.max_length, device):
+        for enc, labels in batches(tok, train_ex, order, args.batch_size, args.max_length, device):
             for group in optimizer.param_groups:
                 group["lr"] = train.lr_at(sched, step)
             with autocast:
                 logits = model(**enc).float()
-            if regression:
-                loss = F.mse_loss(logits.squeeze(-1), torch.tensor([e.label for e in rows], device=device, dtype=torch.float))
-            else:
-                loss = F.cross_entropy(logits, torch.tensor([e.label for e in rows], device=device))
+            loss = F.mse_loss(logits.squeeze(-1), labels.float()) if regression else F.cross_entropy(logits, labels)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
