@@ -317,8 +317,7 @@ def offline_scores(args, model, tok, train, device, autocast, path, rank=0, worl
     tmp = str(path) + ".tmp.npy"
     if rank == 0:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(train), args.block_length)).flush()
-    if world > 1:
-        dist.barrier()
+    wait_for_all(world)
     scores = np.load(tmp, mmap_mode="r+")
     starts = range(rank * args.micro_batch_size, len(train), world * args.micro_batch_size)
     for start in tqdm(starts, desc="self-questioning pass", disable=args.quiet or rank > 0):
@@ -328,13 +327,16 @@ def offline_scores(args, model, tok, train, device, autocast, path, rank=0, worl
         scores[rows] = s.cpu().numpy()
     scores.flush()
     del scores
-    if world > 1:
-        dist.barrier()
+    wait_for_all(world)
     if rank == 0:
         os.replace(tmp, path)
+    wait_for_all(world)
+    return np.load(path, mmap_mode="r")
+
+
+def wait_for_all(world):
     if world > 1:
         dist.barrier()
-    return np.load(path, mmap_mode="r")
 
 
 # -----------------------------------------------------------------------------
@@ -474,8 +476,8 @@ def setup_machine(args):
         # corpus that is not cached yet: allow hours, not the default minutes.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
     if args.precision == "auto":  # bf16 only where the GPU computes in it; older GPUs would emulate it slowly
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-        args.precision = ("bf16" if bf16 else "fp16") if device.type == "cuda" else "fp32"
+        args.precision = ("fp32" if device.type != "cuda" else
+                          "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16")
     return device, rank, world, autocast_for(device, args.precision)
 
 
