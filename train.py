@@ -26,6 +26,7 @@ splitting a batch over processes changes nothing but summation order.
 
 import argparse
 import datetime
+import gc
 import html
 import json
 import math
@@ -682,6 +683,12 @@ def main(argv=None):
                         for e in evals if f"{key}_accuracy" in e))
             print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
     if world > 1:
+        if not interrupted:
+            dist.barrier()  # the first process may still be evaluating and saving: leave together
+        # DDP holds the process group: free it now, or Gloo's threads are torn
+        # down with the interpreter at exit, which can abort the process.
+        del model
+        gc.collect()
         dist.destroy_process_group()
     return history
 
