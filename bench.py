@@ -243,22 +243,25 @@ def run_one(args):
 
 
 def summary(rounds):
-    """Ratios against the goals, per round (modes of one round ran side by side in time), and peak memory."""
+    """Ratios against the goals, round by round (the modes of one round ran side by side in time), and peak memory."""
+    both = lambda a, b, key: [(i + 1, rd) for i, rd in enumerate(rounds) if key in rd.get(a, {}) and key in rd.get(b, {})]
+
     def ratio(a, b, key, goal):
-        values = sorted(rd[a][key] / rd[b][key] for rd in rounds if key in rd.get(a, {}) and key in rd.get(b, {}))
-        if not values:
+        pairs = [(i, rd[a][key] / rd[b][key]) for i, rd in both(a, b, key)]
+        if not pairs:
             return []
-        spread = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-        return [f"{statistics.median(values):.2f}x{spread}; goal {goal}"]
+        median = statistics.median(v for _, v in pairs)
+        detail = f" (round {', round '.join(f'{i}: {v:.2f}' for i, v in pairs)})" if len(rounds) > 1 else ""
+        return [f"{median:.2f}x{detail}; goal {goal}"]
 
     lines = [f"random vs alternative, tokens/s: {x}" for x in ratio("random", "alternative", "tokens_per_s", ">= 2x")]
     lines += [f"online vs random, time per step: {x}" for x in ratio("online", "random", "s_per_step", "<= 1.5x")]
-    last = rounds[-1]
     for m in ("random", "online", "offline"):
-        if "peak_mb" in last.get(m, {}) and "peak_mb" in last.get("alternative", {}):
-            a, b = last[m], last["alternative"]
+        if both(m, "alternative", "peak_mb"):
+            i, rd = both(m, "alternative", "peak_mb")[-1]
+            a, b = rd[m], rd["alternative"]
             lines.append(f"peak memory {m} vs alternative: {a['peak_mb']:.0f} vs {b['peak_mb']:.0f} MiB "
-                         f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})")
+                         f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})" + (f", round {i}" if len(rounds) > 1 else ""))
     return lines
 
 

@@ -328,12 +328,12 @@ def scores(task, predictions, gold) -> dict[str, float]:
 
 
 def batches(tok, examples, order, batch_size, max_length, device):
-    """(tokenized inputs, labels or None on a test split) in the given order; pairs are cut longest side first."""
+    """(tokenized inputs on the device, labels or None on a test split) in the given order; pairs are cut longest side first."""
     for start in range(0, len(order), batch_size):
         rows = [examples[i] for i in order[start:start + batch_size]]
         pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
         enc = tok([e.text_a for e in rows], pairs, max_length)
-        labels = None if rows[0].label is None else train.to_device(torch.tensor([e.label for e in rows]), device)
+        labels = None if rows[0].label is None else torch.tensor([e.label for e in rows])  # on the host: predict needs none
         yield {k: train.to_device(v, device) for k, v in enc.items()}, labels
 
 
@@ -376,6 +376,7 @@ def finetune_seed(args, task, tok, data, seed, device, autocast, test=None):
                 group["lr"] = train.lr_at(sched, step)
             with autocast:
                 logits = model(**enc).float()
+            labels = train.to_device(labels, device)
             loss = F.mse_loss(logits.squeeze(-1), labels.float()) if regression else F.cross_entropy(logits, labels)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

@@ -202,9 +202,9 @@ def score_tokens(logits, input_ids, kind="loss"):
     """
     logits = logits.float()
     if kind == "loss":
-        # -log p(x) is the cross-entropy of the token itself: one fused pass
-        # over the vocabulary, and no second (batch, length, vocab) tensor.
-        return F.cross_entropy(logits.flatten(0, -2), input_ids.flatten(), reduction="none").view(input_ids.shape)
+        # -log p(x) is the cross-entropy of the token itself: PyTorch's fused
+        # log-softmax, faster than logsumexp(z) - z[x].
+        return F.cross_entropy(logits.flatten(0, -2), input_ids.flatten().long(), reduction="none").view(input_ids.shape)
     if kind == "entropy":
         # entr(p) = -p log p with entr(0) = 0, so vocab entries at -inf are harmless.
         return torch.special.entr(logits.softmax(-1)).sum(-1)

@@ -112,7 +112,7 @@ def parse_args(argv=None):
                    help="steps of random masking + cross-entropy before the method, for a checkpoint whose MLM head is new")
     g.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the MLM head during --head-warmup")
     g = ap.add_argument_group("machine")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (under torchrun each process takes the GPU of its LOCAL_RANK)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, fp32 on CPU")
     g.add_argument("--compile", action="store_true", help="torch.compile the model. Compiled dropout draws its own random "
@@ -312,8 +312,9 @@ def offline_scores(args, model, tok, train, device, autocast, path, rank=0, worl
     the positions with loss > 0.1. Keeping the scores instead lets either rule
     (ratio or threshold) select from them. Training then reads the selection
     from disk and computes only the reference forward of each step. Under
-    torchrun every process scores its share of the micro-batches into the
-    same file; all processes must call this together.
+    torchrun the processes (of one machine: they share the file's pages)
+    score their shares of the micro-batches into the same file; all of them
+    must call this together.
     """
     tmp = str(path) + ".tmp.npy"
     if rank == 0:
@@ -336,8 +337,9 @@ def offline_scores(args, model, tok, train, device, autocast, path, rank=0, worl
 
 
 def wait_for_all(world):
+    """A barrier on the group for long waits (see setup_machine); nothing with one process."""
     if world > 1:
-        dist.barrier()
+        dist.barrier(group=LONG_WAITS)
 
 
 # -----------------------------------------------------------------------------
@@ -461,6 +463,9 @@ def make_optimizer(args, model):
     return torch.optim.AdamW(list(groups.values()), lr=args.lr, betas=tuple(args.betas), eps=args.eps, fused=True)
 
 
+LONG_WAITS = None  # the process group of wait_for_all, made by setup_machine under torchrun
+
+
 def setup_machine(args):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -473,9 +478,13 @@ def setup_machine(args):
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1:
-        # The others wait at a barrier while the first process tokenizes a
-        # corpus that is not cached yet: allow hours, not the default minutes.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # The others wait at a barrier while the first process tokenizes a corpus
+        # that is not cached yet, or evaluates: such waits get hours, on a group of
+        # their own, and the training collectives keep the default timeout, which
+        # reports a hung process in minutes.
+        global LONG_WAITS
+        LONG_WAITS = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=3))
     if args.precision == "auto":  # bf16 only where the GPU computes in it; older GPUs would emulate it slowly
         args.precision = ("fp32" if device.type != "cuda" else
                           "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16")
@@ -558,10 +567,10 @@ def main(argv=None):
                                    attention_probs_dropout_prob=args.dropout).to(device).train()
     c = raw.config
     if not main_process:  # the first process tokenizes into the cache, then the others read it
-        dist.barrier()
+        wait_for_all(world)
     train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, c.max_positions, args.heldout, args.cache_dir, args.seed)
-    if main_process and world > 1:
-        dist.barrier()
+    if main_process:
+        wait_for_all(world)
     if args.select_fn:
         args.token_counts = data.token_counts(train, tok.vocab_size).to(device)
     per_epoch = len(train) // args.batch_size
@@ -684,7 +693,7 @@ def main(argv=None):
             print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
     if world > 1:
         if not interrupted:
-            dist.barrier()  # the first process may still be evaluating and saving: leave together
+            wait_for_all(world)  # the first process may still be evaluating and saving: leave together
         # DDP holds the process group: free it now, or Gloo's threads are torn
         # down with the interpreter at exit, which can abort the process.
         del model
