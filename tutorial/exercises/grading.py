@@ -102,16 +102,25 @@ def top_k(scores, maskable, k):
     return selected
 
 
+def select_on_random_rows(solution, n_rows, length, seed, ratio, pieces=0.0, mask_seed=None):
+    """The solution's selection on random rows with randomly ranked losses, checked to be a valid selection.
+
+    Returns (batch, selection, loss scores, budget); the batch draws from gen(mask_seed), by default gen(seed).
+    """
+    mask_seed = seed if mask_seed is None else mask_seed
+    ids = random_rows(n_rows, length, seed, pieces)
+    logits = ranked_logits(ids, seed)
+    batch = batch_of(ids, logits, ratio=ratio, generator=gen(mask_seed))
+    got = solution(batch)
+    assert_selection(got, batch)
+    return batch, got, loss_scores(ids, logits), budget(batch.maskable, ratio, gen(mask_seed))
+
+
 def assert_follows_the_rule(solution, expected, what, pieces=0.0):
     """For three seeds and budgets, the solution selects what `expected(batch, loss scores, budget)` says."""
     for seed, ratio in [(1, 0.15), (2, 0.3), (3, 0.5)]:
-        ids = random_rows(16, 24, seed, pieces)
-        logits = ranked_logits(ids, seed)
-        batch = batch_of(ids, logits, ratio=ratio, generator=gen(seed))
-        got = solution(batch)
-        assert_selection(got, batch)
-        want = expected(batch, loss_scores(ids, logits), budget(batch.maskable, ratio, gen(seed)))
-        assert rows(got) == rows(want), f"ratio {ratio}: {what}"
+        batch, got, scores, k = select_on_random_rows(solution, 16, 24, seed, ratio, pieces)
+        assert rows(got) == rows(expected(batch, scores, k)), f"ratio {ratio}: {what}"
 
 
 def assert_the_seed_reproduces(run, other_seeds=range(1, 6)):

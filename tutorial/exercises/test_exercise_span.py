@@ -3,8 +3,7 @@
 import torch
 
 from grading import (CLS, PAD, SEP, assert_follows_the_rule, assert_selection, assert_the_seed_reproduces, batch_of,
-                     gen, logits_with_loss, loss_scores, random_rows, ranked_logits, rows)
-from masking import budget
+                     gen, logits_with_loss, random_rows, ranked_logits, rows, select_on_random_rows)
 
 EXERCISE = "span"
 
@@ -53,16 +52,11 @@ def test_selects_the_right_spans(solution):
 
 
 def test_spans_are_contiguous_around_seeds_and_within_the_budget(solution):
-    ids = random_rows(64, 32, seed=4)
-    logits = ranked_logits(ids, 4)
-    batch = batch_of(ids, logits, ratio=0.3, generator=gen(5))
-    got = solution(batch)
-    assert_selection(got, batch)
-    k, scores = budget(batch.maskable, 0.3, gen(5)), loss_scores(ids, logits)
-    for b in range(len(ids)):
+    batch, got, scores, k = select_on_random_rows(solution, 64, 32, seed=4, ratio=0.3, mask_seed=5)
+    for b in range(len(got)):
         count = int(got[b].sum())
         assert count <= k[b], f"row {b}: {count} tokens, above the budget {int(k[b])}"
-        seeds = by_score([i for i in range(ids.shape[1]) if batch.maskable[b, i]], scores[b])[:(int(k[b]) + 2) // 3]
+        seeds = by_score([i for i in range(got.shape[1]) if batch.maskable[b, i]], scores[b])[:(int(k[b]) + 2) // 3]
         assert got[b, seeds].all(), f"row {b}: a seed (one of the top ceil(k/3) tokens {seeds}) is not selected"
         lonely = [i for i in rows(got[b:b + 1])[0] if i not in seeds and not any(j in seeds for j in (i - 1, i + 1))]
         assert not lonely, f"row {b}: positions {lonely} are neither seeds nor next to one"

@@ -4,8 +4,7 @@ import torch
 
 from grading import (CLS, CONTINUATION, FIRST_PIECE, PAD, SEP, assert_follows_the_rule, assert_selection,
                      assert_the_seed_reproduces, batch_of, gen, logits_with_loss, loss_scores, random_rows,
-                     ranked_logits, rows)
-from masking import budget
+                     ranked_logits, rows, select_on_random_rows)
 
 EXERCISE = "whole_word"
 A, B, C, D = 5, 6, 7, 8        # tokens that start a word
@@ -77,14 +76,9 @@ def test_selects_the_right_words_up_to_the_budget(solution):
 
 
 def test_words_are_never_split_and_the_budget_is_kept(solution):
-    ids = random_rows(64, 32, seed=4, pieces=0.5)
-    logits = ranked_logits(ids, 4)
-    batch = batch_of(ids, logits, ratio=0.15, generator=gen(5))
-    got = solution(batch)
-    assert_selection(got, batch)
-    k, scores = budget(batch.maskable, 0.15, gen(5)), loss_scores(ids, logits)
-    for b in range(len(ids)):
-        words = words_of(ids[b], batch.maskable[b])
+    batch, got, scores, k = select_on_random_rows(solution, 64, 32, seed=4, ratio=0.15, pieces=0.5, mask_seed=5)
+    for b in range(len(got)):
+        words = words_of(batch.input_ids[b], batch.maskable[b])
         taken = [w for w in words if got[b, w].any()]
         split = [w for w in taken if not got[b, w].all()]
         assert not split, f"row {b}: words split (positions {split})"
