@@ -112,7 +112,8 @@ def parse_args(argv=None):
                    help="steps of random masking + cross-entropy before the method, for a checkpoint whose MLM head is new")
     g.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the MLM head during --head-warmup")
     g = ap.add_argument_group("machine")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (under torchrun each process takes the GPU of its LOCAL_RANK)")
+    g.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda, cuda:1, ... (under torchrun each process takes the GPU of its LOCAL_RANK)")
     g.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, fp32 on CPU")
     g.add_argument("--compile", action="store_true", help="torch.compile the model. Compiled dropout draws its own random "
