@@ -15,8 +15,10 @@ From one starting checkpoint, one corpus, one budget of steps and one seed, it
 3. writes a markdown table (mean +/- std over the seeds, an average column,
    the pretraining cost) and a plot of held-out MLM loss during pretraining.
 
-Every stage stores its result in --out and is skipped when it is already
-there, so a stopped ablation continues where it stopped when run again.
+Each stage runs the project's own command lines, printed as they run: train.py
+in a process of its own, finetune.py's main. Every stage stores its result in
+--out and is skipped when it is already there, so a stopped ablation
+continues where it stopped when run again.
 A checkpoint without an MLM head (MiniLM) first gets the short random-masking
 warm-up of train.py, and that warmed-up model is the common start of all four.
 """
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,37 +36,45 @@ import numpy as np
 import torch
 
 import finetune
-import train
-from model import MaskedLM, Tokenizer
+from model import MaskedLM, latest_checkpoint
+
+ROOT = Path(__file__).resolve().parent
 
 VARIANTS = {  # name -> (what it is, train.py options)
     "random": ("(a) random masking + cross-entropy", ["--masking", "random", "--smoothing", "none"]),
-    "informative": ("(b) informative masking + cross-entropy", ["--masking", "informative", "--smoothing", "none"]),
+    "informative": ("(b) informative masking + cross-entropy",
+                    ["--masking", "informative", "--smoothing", "none"]),
     "tls": ("(c) random masking + token-specific LS", ["--masking", "random", "--smoothing", "token"]),
-    "se": ("(d) self-evolution: informative + token-specific LS", ["--masking", "informative", "--smoothing", "token"]),
+    "se": ("(d) self-evolution: informative + token-specific LS",
+           ["--masking", "informative", "--smoothing", "token"]),
 }
 
 PRESETS = {
     # 2 CPU cores, under an hour. Its numbers are a smoke test: 60 steps of
     # continued pretraining and a few hundred fine-tuning examples per task
     # cannot separate methods that differ by 1-2 points.
-    "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3, steps=60, block_length=128, batch_size=16, lr=1e-4,
-                  warmup=10, tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3], ft_epochs=2, ft_lr=1e-4,
-                  ft_batch_size=16, max_train=256, max_length=96),
+    "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3,
+                  steps=60, block_length=128, batch_size=16, lr=1e-4, warmup=10,
+                  tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3],
+                  ft_epochs=2, ft_lr=1e-4, ft_batch_size=16, max_train=256, max_length=96),
     # One GPU: BERT-base (hub id, cached once), its own MLM head, the paper's
     # learning rate scaled for a short run, full training sets and five seeds.
-    "full": dict(model="bert-base-uncased", corpus=["wiki"], head_warmup=0, head_lr=1e-3, steps=2000, block_length=128, batch_size=64,
-                 lr=5e-5, warmup=200, tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB", "SST-2"], seeds=[1, 2, 3, 4, 5],
+    "full": dict(model="bert-base-uncased", corpus=["wiki"], head_warmup=0, head_lr=1e-3,
+                 steps=2000, block_length=128, batch_size=64, lr=5e-5, warmup=200,
+                 tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB", "SST-2"], seeds=[1, 2, 3, 4, 5],
                  ft_epochs=3, ft_lr=2e-5, ft_batch_size=32, max_train=0, max_length=128),
 }
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="small", help="defaults for the options below")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                    help="defaults for the options below")
     ap.add_argument("--model", help="starting checkpoint (folder, run folder, hub id, or 'minilm')")
     ap.add_argument("--corpus", nargs="+", help="text files for continued pretraining, or 'wiki'")
-    ap.add_argument("--head-warmup", type=int, help="random-masking steps that train a missing MLM head (0 if the checkpoint has one)")
+    ap.add_argument("--head-warmup", type=int,
+                    help="random-masking steps that train a missing MLM head (0 if the checkpoint has one)")
     ap.add_argument("--head-lr", type=float, help="learning rate of the fresh MLM head during the warm-up")
     ap.add_argument("--steps", type=int, help="continued-pretraining steps of each variant")
     ap.add_argument("--block-length", type=int)
@@ -77,8 +88,11 @@ def parse_args(argv=None):
     ap.add_argument("--ft-batch-size", type=int)
     ap.add_argument("--max-train", type=int, help="fine-tuning examples per task (0: all)")
     ap.add_argument("--max-length", type=int, help="fine-tuning tokens per input")
-    ap.add_argument("--data-root", default=None, help=f"folder with glue/ and superglue/; None: $SE_DATA, else {finetune.DEFAULT_DATA_ROOT}")
-    ap.add_argument("--seed", type=int, default=0, help="continued-pretraining seed (the same for all four variants)")
+    ap.add_argument("--data-root", default=None,
+                    help="folder with glue/ and superglue/; "
+                         f"None: $SE_DATA, else {finetune.DEFAULT_DATA_ROOT}")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="continued-pretraining seed (the same for all four variants)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=None, help="results folder; default results/ablation-<preset>")
@@ -91,12 +105,13 @@ def parse_args(argv=None):
     return args
 
 
-SETTINGS = ("model", "corpus", "head_warmup", "head_lr", "steps", "block_length", "batch_size", "lr", "warmup", "seed",
-            "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length")
+SETTINGS = ("model", "corpus", "head_warmup", "head_lr", "steps", "block_length", "batch_size", "lr",
+            "warmup", "seed", "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length")
 
 
 def check_settings(args):
-    """Stored stages are reused only by a run with the same settings: anything else would mix two experiments."""
+    """Stored stages are reused only by a run with the same settings: anything else would mix
+    two experiments."""
     path, settings = args.out / "settings.json", {k: getattr(args, k) for k in SETTINGS}
     if path.exists():
         stored = json.loads(path.read_text())
@@ -118,8 +133,9 @@ def pretrain(args, name, model, options, steps, head_warmup=0):
     if done.exists():
         return json.loads(done.read_text())
     argv = ["--model", str(model), "--corpus", *args.corpus, "--block-length", str(args.block_length),
-            "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-warmup", str(head_warmup), "--head-lr", str(args.head_lr),
-            "--lr", str(args.lr), "--warmup", str(args.warmup), "--seed", str(args.seed), "--device", args.device,
+            "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-warmup", str(head_warmup),
+            "--head-lr", str(args.head_lr), "--lr", str(args.lr), "--warmup", str(args.warmup),
+            "--seed", str(args.seed), "--device", args.device,
             "--out", str(run), "--eval-every", str(max(1, (steps + head_warmup) // 4)), "--eval-blocks", "64",
             "--save-every", str(10 ** 9), "--log-every", str(max(1, (steps + head_warmup) // 20)), *options]
     if args.cache_dir:
@@ -128,15 +144,28 @@ def pretrain(args, name, model, options, steps, head_warmup=0):
         argv.append("--quiet")
     if (run / "latest").exists():
         argv.append("--resume")
-    print(f"\n=== continued pretraining: {name} ===\n    python train.py {' '.join(argv)}")
+    print(f"\n=== continued pretraining: {name} ===\n    python train.py {' '.join(argv)}", flush=True)
     t0 = time.time()
-    train.main(argv)
+    run_script("train.py", argv)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    summary = {"name": name, "checkpoint": str(train.latest_checkpoint(run)), "minutes": (time.time() - t0) / 60,
+    summary = {"name": name, "checkpoint": str(latest_checkpoint(run)), "minutes": (time.time() - t0) / 60,
                "tokens": (steps + head_warmup) * args.batch_size * args.block_length,
                "evals": [e for e in log if "eval_loss" in e]}
     done.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def run_script(script, argv):
+    """`python <script> <argv>` in a process of its own; stop the ablation if it fails."""
+    child = subprocess.Popen([sys.executable, str(ROOT / script), *argv])
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its checkpoint, then stop
+        child.wait()
+        raise
+    if code != 0:
+        raise SystemExit(f"python {script} exited with status {code}; the stage is not done "
+                         "(run the ablation again to continue it)")
 
 
 def pretrain_all(args):
@@ -145,7 +174,8 @@ def pretrain_all(args):
     start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
         start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
-    variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps) for name, (_, options) in VARIANTS.items()}
+    variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps)
+                for name, (_, options) in VARIANTS.items()}
     return start, variants
 
 
@@ -154,25 +184,23 @@ def pretrain_all(args):
 
 
 def finetune_all(args, models):
-    """finetune.run_task for each (model, task); each report kept in out/finetune/<model>/<task>.json."""
-    ft = finetune.parse_args(["--task", *args.tasks, "--model", "-", "--seeds", *map(str, args.seeds),
-                              "--epochs", str(args.ft_epochs), "--lr", str(args.ft_lr), "--batch-size", str(args.ft_batch_size),
-                              "--max-train", str(args.max_train), "--max-length", str(args.max_length),
-                              "--device", args.device] + (["--quiet"] if args.quiet else []))
-    ft.data_root = args.data_root
-    device, _, _, autocast = train.setup_machine(ft)
+    """finetune.py for each (model, task); each report kept in out/finetune/<model>/<task>.json."""
+    common = ["--seeds", *map(str, args.seeds), "--epochs", str(args.ft_epochs), "--lr", str(args.ft_lr),
+              "--batch-size", str(args.ft_batch_size), "--max-train", str(args.max_train),
+              "--max-length", str(args.max_length), "--device", args.device]
+    common += ((["--data-root", str(args.data_root)] if args.data_root else [])
+               + (["--quiet"] if args.quiet else []))
     reports = {}
     for name, summary in models.items():
-        ft.model = summary["checkpoint"]
-        tok = Tokenizer(ft.model)
         for task in args.tasks:
             path = args.out / "finetune" / name / f"{task}.json"
             if not path.exists():
-                print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                report = finetune.run_task(ft, task, tok, device, autocast)
-                path.write_text(json.dumps(report, indent=1) + "\n")
-            reports[name, task] = {"variant": name, **json.loads(path.read_text())}
+                argv = ["--model", str(summary["checkpoint"]), "--task", task, *common, "--out", str(path)]
+                print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===\n"
+                      f"    python finetune.py {' '.join(argv)}")
+                finetune.main(argv)
+            (report,) = json.loads(path.read_text())
+            reports[name, task] = {"variant": name, **report}
     return reports
 
 
@@ -181,21 +209,27 @@ def finetune_all(args, models):
 
 
 def task_score(best):
-    """One number per task and seed: its metric, or the mean of its two (MRPC, STS-B, CB), as GLUE averages them."""
+    """One number per task and seed: its metric, or the mean of its two (MRPC, STS-B, CB),
+    as GLUE averages them."""
     return 100 * float(np.mean([v for k, v in best.items() if k != "epoch"]))
 
 
 def table(args, start, variants, reports):
-    models = {"start": ("start checkpoint (no continued pretraining)", start), **{k: (VARIANTS[k][0], v) for k, v in variants.items()}}
-    head = ["model", *args.tasks, "average", "pretraining tokens", "pretraining min", "held-out MLM loss (random / hardest)"]
+    models = {"start": ("start checkpoint (no continued pretraining)", start),
+              **{k: (VARIANTS[k][0], v) for k, v in variants.items()}}
+    head = ["model", *args.tasks, "average", "pretraining tokens", "pretraining min",
+            "held-out MLM loss (random / hardest)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, (label, summary) in models.items():
-        per_seed = np.array([[task_score(r["best"]) for r in reports[name, t]["runs"]] for t in args.tasks])  # (tasks, seeds)
+        # (tasks, seeds)
+        per_seed = np.array([[task_score(r["best"]) for r in reports[name, t]["runs"]] for t in args.tasks])
         cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(per_seed.mean(1), per_seed.std(1))]
         average = per_seed.mean(0)  # each seed's average over tasks
         last = summary["evals"][-1] if summary["evals"] else {}
-        loss = f"{last['eval_loss']:.3f} / " + (f"{last['hard_loss']:.3f}" if "hard_loss" in last else "-") if last else "-"
-        rows.append(f"| {label} | " + " | ".join(cells) + f" | **{average.mean():.1f} ± {average.std():.1f}** | "
+        hard = f"{last['hard_loss']:.3f}" if "hard_loss" in last else "-"
+        loss = f"{last['eval_loss']:.3f} / " + hard if last else "-"
+        rows.append(f"| {label} | " + " | ".join(cells) + " | "
+                    f"**{average.mean():.1f} ± {average.std():.1f}** | "
                     f"{summary['tokens']:,} | {summary['minutes']:.1f} | {loss} |")
     return "\n".join(rows)
 
@@ -206,7 +240,8 @@ def plot(start, variants, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, title in zip(axes, ("eval_loss", "hard_loss"), ("random positions", "hardest tokens of the start model")):
+    for ax, key, title in zip(axes, ("eval_loss", "hard_loss"),
+                              ("random positions", "hardest tokens of the start model")):
         for name, summary in variants.items():
             points = [(e["step"], e[key]) for e in summary["evals"] if key in e]
             if points:
@@ -233,19 +268,26 @@ def main(argv=None):
     start, variants = pretrain_all(args)
     reports = finetune_all(args, {"start": start, **variants})
     minutes = (time.time() - t0) / 60
-    timing = json.loads((args.out / "timing.json").read_text()) if (args.out / "timing.json").exists() else {"minutes": 0.0}
+    timing_path = args.out / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {"minutes": 0.0}
     timing["minutes"] += minutes  # wall time summed over resumed invocations
-    (args.out / "timing.json").write_text(json.dumps(timing) + "\n")
+    timing_path.write_text(json.dumps(timing) + "\n")
     plot(start, variants, args.out / "mlm-loss.png")
     smoke = "**This is the small preset: a smoke test.** " if args.preset == "small" else ""
+    if start["tokens"]:
+        warmup_note = f" + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)"
+    else:
+        warmup_note = " (it has its MLM head: no warm-up)"
+    seeds = " ".join(map(str, args.seeds))
     text = f"""# Ablation: {args.preset} preset
 
-{smoke}Fine-tuning dev scores (x100), mean ± std over seeds {' '.join(map(str, args.seeds))}, best epoch of each seed.
-MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spearman, accuracy/macro-F1);
-the other tasks their one metric (CoLA: Matthews correlation). The average column is the mean over seeds of each
-seed's average over tasks. Pretraining tokens and minutes: the row's own stage; (a)-(d) all continue from the start
-checkpoint, whose row shows what it took to make it (the warm-up of a fresh MLM head, if any). Held-out MLM loss: at
-the end of continued pretraining, on fixed masks: random positions, and the tokens the start model finds hardest.
+{smoke}Fine-tuning dev scores (x100), mean ± std over seeds {seeds}, best epoch of each seed.
+MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spearman,
+accuracy/macro-F1); the other tasks their one metric (CoLA: Matthews correlation). The average column
+is the mean over seeds of each seed's average over tasks. Pretraining tokens and minutes: the row's
+own stage; (a)-(d) all continue from the start checkpoint, whose row shows what it took to make it
+(the warm-up of a fresh MLM head, if any). Held-out MLM loss: at the end of continued pretraining, on
+fixed masks: random positions, and the tokens the start model finds hardest.
 
 {table(args, start, variants, reports)}
 
@@ -254,13 +296,16 @@ the end of continued pretraining, on fixed masks: random positions, and the toke
 - command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
 - wall time: {timing['minutes']:.0f} min in all
-- start: {args.model}{f' + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)' if start['tokens'] else ' (it has its MLM head: no warm-up)'}
-- continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens, lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
-- fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size}, at most {args.max_train or 'all'} training examples per task, full dev sets
+- start: {args.model}{warmup_note}
+- continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens,
+  lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
+- fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size},
+  at most {args.max_train or 'all'} training examples per task, full dev sets
 """
     (args.out / "README.md").write_text(text, encoding="utf-8")
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                                       "pretraining": {"start": start, **variants}, "finetuning": list(reports.values())}, indent=1) + "\n")
+    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+               "pretraining": {"start": start, **variants}, "finetuning": list(reports.values())}
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + text)
     return text
 

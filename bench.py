@@ -6,14 +6,15 @@ bench.py -- speed and memory of one training step, per masking mode.
 
 Prints one JSON line per mode, then (on stderr, for a human) a comparison:
 
-  random       train.py's step with random masking and plain cross-entropy (the baseline method)
+  random       a training run's step with random masking and plain cross-entropy (the baseline method)
   online       informative masking scored in the step (one extra no-grad forward) + TLS loss
   offline      informative masking from stored scores (here random ones: selecting costs the same) + TLS loss
   alternative  the usual way: a `transformers` BertForMaskedLM/RobertaForMaskedLM step, which projects
                every position onto the vocabulary (random init; the weights do not change the time).
                Skipped when transformers is not installed (it is not a project dependency).
 
-Our modes call train.train_step itself, so the numbers are what a training run gets. Inputs are
+Our modes run the step train.py runs, runtime.train_step over self_evolution.micro_batch_loss, so the
+numbers are what a training run gets. Inputs are
 synthetic rows, [CLS] + random ordinary ids + [SEP], exactly --length long (no padding).
 
 Reading the numbers: tokens_per_s = batch * length * steps / seconds over the timed steps (after
@@ -30,6 +31,7 @@ than padding): it is for timing only.
 """
 
 import argparse
+import functools
 import json
 import platform
 import resource
@@ -43,32 +45,43 @@ from pathlib import Path
 
 import torch
 
-import train
+import runtime
+import self_evolution as se
 from masking import random_mask, special_tokens_mask
-from model import EncoderConfig, MaskedLM, Tokenizer
+from model import EncoderConfig, MaskedLM
+from tokenizer import Tokenizer
 
 MODES = ("random", "online", "offline", "alternative")
-OUR_FLAGS = {"random": ["--masking", "random", "--smoothing", "none"],
-             "online": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
-             "offline": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
+OUR_METHODS = {"random": se.Method(masking="random", smoothing="none"),
+               "online": se.Method(masking="informative", smoothing="token"),
+               "offline": se.Method(masking="informative", smoothing="token")}  # with stored scores
+LR = 1e-5  # train.py's default; the learning rate does not change the time of a step
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description="Tokens/s, seconds per optimizer step and peak memory of one training step, per masking mode "
-                                             "(one JSON line each). See the module docstring for how to read them.",
+    ap = argparse.ArgumentParser(description="Tokens/s, seconds per optimizer step and peak memory of one "
+                                             "training step, per masking mode (one JSON line each). "
+                                             "See the module docstring for how to read them.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
-    src.add_argument("--config", help="a config.json: random weights of that architecture, no tokenizer (timing only)")
+    src.add_argument("--config",
+                     help="a config.json: random weights of that architecture, no tokenizer (timing only)")
     ap.add_argument("--batch", type=int, default=16, help="sequences per optimizer step (one micro-batch)")
     ap.add_argument("--length", type=int, default=128, help="tokens per sequence, [CLS] and [SEP] included")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast dtype (fp16 adds a gradient scaler)")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="autocast dtype (fp16 adds a gradient scaler)")
+    ap.add_argument("--dropout", type=float, default=0.1,
+                    help="hidden and attention dropout (train.py's default)")
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, AdamW state, kernel choice)")
-    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=f"any of {', '.join(MODES)}")
-    ap.add_argument("--rounds", type=int, default=1, help="run every mode this many times, in turn: on a shared machine "
-                                                          "a slow spell then hits all modes alike, and the ratios are given per round")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="untimed steps first (allocator, AdamW state, kernel choice)")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE",
+                    help=f"any of {', '.join(MODES)}")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every mode this many times, in turn: on a shared machine "
+                         "a slow spell then hits all modes alike, and the ratios are given per round")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's own choice")
     ap.add_argument("--only", choices=MODES, help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = ap.parse_args(argv)
@@ -115,14 +128,16 @@ def device_name(device):
 
 
 def build(args, device):
-    """Our model, its config as a dict (for the alternative), a tokenizer or a stand-in, and weights' origin."""
-    dropout = train.parse_args([]).dropout  # train.py's default, for both our model and the alternative
-    overrides = dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    """Our model, its config as a dict (for the alternative), a tokenizer or a stand-in,
+    and weights' origin."""
+    # both models
+    overrides = dict(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
     if args.config:
         config = EncoderConfig.from_json(args.config, **overrides)
         model, origin = MaskedLM(config), "random init"
         v, pad = config.vocab_size, config.pad_token_id
-        cls_id, sep_id = [i for i in range(4) if i != pad][:2]  # 1/2 for BERT (pad 0), 0/2 for RoBERTa (pad 1)
+        # 1/2 for BERT (pad 0), 0/2 for RoBERTa (pad 1)
+        cls_id, sep_id = [i for i in range(4) if i != pad][:2]
         tok = types.SimpleNamespace(mask_id=v - 1, cls_id=cls_id, sep_id=sep_id, vocab_size=v,
                                     special_ids=sorted({pad, cls_id, sep_id, v - 1}),
                                     continuation=torch.zeros(v, dtype=torch.bool))
@@ -141,26 +156,29 @@ def synthetic_batch(args, tok, max_positions, device):
     gen = torch.Generator().manual_seed(0)
     ordinary = torch.tensor([i for i in range(tok.vocab_size) if i not in set(tok.special_ids)])
     body = ordinary[torch.randint(len(ordinary), (args.batch, args.length - 2), generator=gen)]
-    ids = torch.cat([torch.full((args.batch, 1), tok.cls_id), body, torch.full((args.batch, 1), tok.sep_id)], 1)
+    ids = torch.cat([torch.full((args.batch, 1), tok.cls_id), body,
+                     torch.full((args.batch, 1), tok.sep_id)], 1)
     return ids.to(device)
 
 
 def ours(args, mode, model, tok, device, autocast, input_ids):
-    """A step function that is train.py's step with this mode's options."""
-    targs = train.parse_args(OUR_FLAGS[mode] + ["--batch-size", str(args.batch), "--micro-batch-size", str(args.batch),
-                                                "--precision", args.dtype, "--device", str(device)])
-    optimizer = train.make_optimizer(targs, model)
+    """A step function that is a training run's step (one micro-batch) in this mode."""
+    optimizer = runtime.make_optimizer(model, LR)  # the authors' AdamW settings, fused, as train.py's
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
-    # offline: stored scores of the same shape and dtype the offline pass writes; selecting from them costs the same
-    scores = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)).to(device) if mode == "offline" else None
-    return lambda step: train.train_step(targs, model, model, tok, optimizer, scaler, [(0, input_ids, scores)], step, 1, autocast)
+    # offline: stored scores of the same shape and dtype the offline pass writes; selecting from them
+    # costs the same
+    scores = None
+    if mode == "offline":
+        scores = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)).to(device)
+    micro_loss = functools.partial(se.micro_batch_loss, OUR_METHODS[mode], model, tok)
+    return lambda step: runtime.train_step(model, optimizer, scaler, [(0, input_ids, scores)], micro_loss,
+                                           seed=0, step=step, n_micro=1, autocast=autocast)
 
 
 def alternative(args, config, tok, device, autocast, input_ids):
     """The standard `transformers` MLM step: logits at every position, cross-entropy where labels != -100."""
     import transformers
 
-    targs = train.parse_args([])  # the same optimizer, clipping and masking ratio as ours
     kind = config["model_type"]
     hf_config = getattr(transformers, {"bert": "BertConfig", "roberta": "RobertaConfig"}[kind])(**config)
     cls = getattr(transformers, {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM"}[kind])
@@ -169,24 +187,19 @@ def alternative(args, config, tok, device, autocast, input_ids):
     except (ValueError, ImportError, TypeError):
         model = cls(hf_config)
     model = model.to(device).train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": targs.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                                  lr=targs.lr, betas=tuple(targs.betas), eps=targs.eps)
+    # The same AdamW settings, decay groups, clipping and masking ratio as ours; torch's default AdamW kernel.
+    optimizer = runtime.make_optimizer(model, LR, fused=False)
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
     maskable = ~special_tokens_mask(input_ids, tok)
 
     def step(i):
         gen = torch.Generator(device).manual_seed(i)
-        corrupted, labels, _ = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, targs.ratio, gen)
+        corrupted, labels, _ = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size,
+                                           se.Method.ratio, gen)
         with autocast:
             loss = model(input_ids=corrupted, labels=labels).loss
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), targs.clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        runtime.optimizer_step(optimizer, scaler, model.parameters())
 
     extra = {"attention": model.config._attn_implementation, "transformers": transformers.__version__}
     return step, model, extra
@@ -204,7 +217,7 @@ def run_one(args):
     torch.manual_seed(0)
     model, config, tok, origin = build(args, device)
     input_ids = synthetic_batch(args, tok, model.config.max_positions, device)
-    autocast = train.autocast_for(device, args.dtype)
+    autocast = runtime.autocast_for(device, args.dtype)
     extra = {"weights": origin}
     if args.only == "alternative":
         del model  # the alternative builds its own from the same config
@@ -220,7 +233,8 @@ def run_one(args):
         baseline, since = rss_mb("VmRSS"), reset_peak()
     for i in range(args.warmup):
         step(i)
-    times = []  # per step too: on a shared machine the median resists a neighbour's burst better than the mean
+    # per step too: on a shared machine the median resists a neighbour's burst better than the mean
+    times = []
     for i in range(args.warmup, args.warmup + args.steps):
         sync()
         t0 = time.perf_counter()
@@ -231,10 +245,12 @@ def run_one(args):
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
     return {"mode": args.only, "tokens_per_s": round(args.batch * args.length * args.steps / elapsed, 1),
             "s_per_step": round(elapsed / args.steps, 4),
-            "s_per_step_median": round(statistics.median(times), 4), "peak_mb": round(peak, 1), "baseline_mb": round(baseline, 1),
+            "s_per_step_median": round(statistics.median(times), 4),
+            "peak_mb": round(peak, 1), "baseline_mb": round(baseline, 1),
             "step_peak_mb": round(peak - baseline, 1), "peak_since": since, "device": device_name(device),
             "dtype": args.dtype, "batch": args.batch, "length": args.length, "steps": args.steps,
-            "model": args.config or args.model, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "model": args.config or args.model,
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
             "torch": torch.__version__, **extra}
 
 
@@ -243,8 +259,10 @@ def run_one(args):
 
 
 def summary(rounds):
-    """Ratios against the goals, round by round (the modes of one round ran side by side in time), and peak memory."""
-    both = lambda a, b, key: [(i + 1, rd) for i, rd in enumerate(rounds) if key in rd.get(a, {}) and key in rd.get(b, {})]
+    """Ratios against the goals, round by round (the modes of one round ran side by side in time),
+    and peak memory."""
+    both = lambda a, b, key: [(i + 1, rd) for i, rd in enumerate(rounds)
+                              if key in rd.get(a, {}) and key in rd.get(b, {})]
 
     def ratio(a, b, key, goal):
         pairs = [(i, rd[a][key] / rd[b][key]) for i, rd in both(a, b, key)]
@@ -254,14 +272,17 @@ def summary(rounds):
         detail = f" (round {', round '.join(f'{i}: {v:.2f}' for i, v in pairs)})" if len(rounds) > 1 else ""
         return [f"{median:.2f}x{detail}; goal {goal}"]
 
-    lines = [f"random vs alternative, tokens/s: {x}" for x in ratio("random", "alternative", "tokens_per_s", ">= 2x")]
-    lines += [f"online vs random, time per step: {x}" for x in ratio("online", "random", "s_per_step", "<= 1.5x")]
+    lines = [f"random vs alternative, tokens/s: {x}"
+             for x in ratio("random", "alternative", "tokens_per_s", ">= 2x")]
+    lines += [f"online vs random, time per step: {x}"
+              for x in ratio("online", "random", "s_per_step", "<= 1.5x")]
     for m in ("random", "online", "offline"):
         if both(m, "alternative", "peak_mb"):
             i, rd = both(m, "alternative", "peak_mb")[-1]
             a, b = rd[m], rd["alternative"]
             lines.append(f"peak memory {m} vs alternative: {a['peak_mb']:.0f} vs {b['peak_mb']:.0f} MiB "
-                         f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})" + (f", round {i}" if len(rounds) > 1 else ""))
+                         f"(step only: {a['step_peak_mb']:.0f} vs {b['step_peak_mb']:.0f})"
+                         + (f", round {i}" if len(rounds) > 1 else ""))
     return lines
 
 
@@ -271,8 +292,9 @@ def main(argv=None):
         print(json.dumps(run_one(args)), flush=True)
         return 0
     common = ["--config", args.config] if args.config else ["--model", args.model]
-    common += ["--batch", str(args.batch), "--length", str(args.length), "--device", args.device, "--dtype", args.dtype,
-               "--steps", str(args.steps), "--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+    common += (["--batch", str(args.batch), "--length", str(args.length), "--device", args.device,
+                "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+               + (["--threads", str(args.threads)] if args.threads else []))
     rounds, failed = [], False
     for r in range(args.rounds):
         results = {}
@@ -280,7 +302,8 @@ def main(argv=None):
             child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *common, "--only", mode],
                                    stdout=subprocess.PIPE, text=True)  # stderr passes through
             lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
-            result = json.loads(lines[-1]) if child.returncode == 0 and lines else {"mode": mode, "error": f"exit code {child.returncode}"}
+            result = (json.loads(lines[-1]) if child.returncode == 0 and lines
+                      else {"mode": mode, "error": f"exit code {child.returncode}"})
             failed |= "error" in result
             results[mode] = dict(result, round=r + 1) if args.rounds > 1 else result
             print(json.dumps(results[mode]), flush=True)

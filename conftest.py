@@ -54,10 +54,12 @@ def tiny_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_corpus_plurals(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus-plurals") / "corpus.txt", n_documents=60, plurals=True)
+    return write_corpus(tmp_path_factory.mktemp("corpus-plurals") / "corpus.txt",
+                        n_documents=60, plurals=True)
 
 
 def pytest_addoption(parser):
     # The exercises' graders: python -m pytest tutorial/exercises/test_exercise_span.py --solution my_span.py
     parser.addoption("--solution", default=None, metavar="FILE.py[:FUNCTION]",
-                     help="the masking function an exercise's grader grades instead of the reference solution")
+                     help="the masking function an exercise's grader grades "
+                          "instead of the reference solution")

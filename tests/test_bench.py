@@ -1,4 +1,5 @@
-"""bench.py runs end to end on a tiny config and prints one well-formed JSON line per mode (no timing claims)."""
+"""bench.py runs end to end on a tiny config and prints one well-formed JSON line per mode (no timing
+claims)."""
 
 import json
 import subprocess
@@ -37,7 +38,8 @@ def test_bench_rounds_run_every_mode_in_turn():
     run = bench("random", "online", extra=("--rounds", "2"))
     assert run.returncode == 0, run.stderr
     results = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [(r["mode"], r["round"]) for r in results] == [("random", 1), ("online", 1), ("random", 2), ("online", 2)]
+    rounds = [(r["mode"], r["round"]) for r in results]
+    assert rounds == [("random", 1), ("online", 1), ("random", 2), ("online", 2)]
     (line,) = [l for l in run.stderr.splitlines() if l.startswith("online vs random")]
     per_round = [b["s_per_step"] / a["s_per_step"] for a, b in (results[:2], results[2:])]
     assert f"(round 1: {per_round[0]:.2f}, round 2: {per_round[1]:.2f})" in line

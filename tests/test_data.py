@@ -10,7 +10,7 @@ import torch
 
 import data
 from data import BlockDataset, epoch_order, load_corpus, read_documents
-from model import Tokenizer
+from tokenizer import Tokenizer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = "the cat dog sat ran on a mat red big".split()
@@ -183,7 +183,8 @@ def test_heldout_split_keeps_documents_whole(tmp_path, tok):
     (h0, s0), (h0_again, s0_again) = runs[0]
     np.testing.assert_array_equal(h0, h0_again)
     s1 = runs[1][0][1]
-    assert s0 == s0_again and not (s0 <= s1 or s1 <= s0)  # another seed draws other documents, not more or fewer
+    # another seed draws other documents, not more or fewer
+    assert s0 == s0_again and not (s0 <= s1 or s1 <= s0)
 
 
 def test_epoch_order_is_a_reproducible_permutation():
@@ -241,7 +242,8 @@ def test_corpus_too_small(tmp_path, tok):
 
 
 def test_wiki_errors(tmp_path, monkeypatch):
-    bad = write(tmp_path, "summaries.json", json.dumps({"A title": {"title": "A title", "text": "no extract"}}))
+    bad = write(tmp_path, "summaries.json",
+                json.dumps({"A title": {"title": "A title", "text": "no extract"}}))
     monkeypatch.setattr(data, "_wiki_file", lambda: bad)
     with pytest.raises(ValueError, match="summaries.json.*'extract'"):
         read_documents(["wiki"])

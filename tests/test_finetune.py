@@ -1,4 +1,5 @@
-"""finetune.py, sections 1-2: task readers on the real files and on small files of each layout, metrics by hand, submissions."""
+"""finetune.py, sections 1-2: task readers on the real files and on small files of each layout,
+metrics by hand, submissions."""
 
 import json
 import math
@@ -17,7 +18,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 ROWS = {"CoLA": (8551, 1043), "SST-2": (67349, 872), "MRPC": (3668, 408), "STS-B": (5749, 1500),
         "RTE": (2490, 277), "WNLI": (635, 71), "CB": (250, 56), "WiC": (5428, 638)}
-real_data = pytest.mark.skipif(not (DATA / "glue").is_dir(), reason=f"the real GLUE/SuperGLUE files are not at {DATA}")
+real_data = pytest.mark.skipif(not (DATA / "glue").is_dir(),
+                               reason=f"the real GLUE/SuperGLUE files are not at {DATA}")
 
 
 @real_data
@@ -57,7 +59,8 @@ def test_real_wic_marks_the_word(split, file):
             continue
         for text, i in ((e.text_a, "1"), (e.text_b, "2")):
             start, end = row[f"start{i}"], row[f"end{i}"]
-            assert text == row[f"sentence{i}"][:start] + '"' + row[f"sentence{i}"][start:end] + '"' + row[f"sentence{i}"][end:]
+            sentence = row[f"sentence{i}"]
+            assert text == sentence[:start] + '"' + sentence[start:end] + '"' + sentence[end:]
     assert unmarked == (1 if split == "train" else 0)  # train idx 1868: "round" marked for "call"
 
 
@@ -82,25 +85,35 @@ def glue(tmp_path):
 
 def test_glue_layouts(glue):
     # CoLA: no header, a quote that the csv module would take as the start of a quoted field
-    write(glue / "CoLA", "train.tsv", tsv(("ab12", "1", "", '"Pigs fly," he said.'), ("ab12", "0", "*", "Cat the sat.")))
-    assert ft.read_examples("CoLA", glue / "CoLA") == [Example('"Pigs fly," he said.', None, 1, "0"), Example("Cat the sat.", None, 0, "1")]
+    write(glue / "CoLA", "train.tsv", tsv(("ab12", "1", "", '"Pigs fly," he said.'),
+                                          ("ab12", "0", "*", "Cat the sat.")))
+    assert ft.read_examples("CoLA", glue / "CoLA") == [Example('"Pigs fly," he said.', None, 1, "0"),
+                                                       Example("Cat the sat.", None, 0, "1")]
     # SST-2: header; trailing spaces go
     write(glue / "SST-2", "dev.tsv", tsv(("sentence", "label"), ("a warm , funny film ", "1")))
     assert ft.read_examples("SST-2", glue / "SST-2", "dev") == [Example("a warm , funny film", None, 1, "0")]
-    write(glue / "SST-2", "train.tsv", "sentence\tlabel\r\nflat\t0\r\n\r\ngood fun\t1\r\n")  # Windows line ends, an empty line
-    assert ft.read_examples("SST-2", glue / "SST-2") == [Example("flat", None, 0, "0"), Example("good fun", None, 1, "1")]
+    # Windows line ends, an empty line
+    write(glue / "SST-2", "train.tsv", "sentence\tlabel\r\nflat\t0\r\n\r\ngood fun\t1\r\n")
+    assert ft.read_examples("SST-2", glue / "SST-2") == [Example("flat", None, 0, "0"),
+                                                         Example("good fun", None, 1, "1")]
     # MRPC: starts with a byte-order mark, label column "Quality" first
-    write(glue / "MRPC", "train.tsv", "\ufeff" + tsv(("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-                                                     ("0", "11", "12", "The vote was close .", "It rained .")))
+    table = tsv(("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                ("0", "11", "12", "The vote was close .", "It rained ."))
+    write(glue / "MRPC", "train.tsv", "\ufeff" + table)
     assert ft.read_examples("MRPC", glue / "MRPC") == [Example("The vote was close .", "It rained .", 0, "0")]
     # STS-B: columns found by name among ten
-    head = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score")
-    write(glue / "STS-B", "dev.tsv", tsv(head, ("7", "g", "f", "y", "o", "s", "s", "A dog runs.", "A dog is running.", "4.250")))
-    assert ft.read_examples("STS-B", glue / "STS-B", "dev") == [Example("A dog runs.", "A dog is running.", 4.25, "7")]
+    head = ("index", "genre", "filename", "year", "old_index",
+            "source1", "source2", "sentence1", "sentence2", "score")
+    row = ("7", "g", "f", "y", "o", "s", "s", "A dog runs.", "A dog is running.", "4.250")
+    write(glue / "STS-B", "dev.tsv", tsv(head, row))
+    assert ft.read_examples("STS-B", glue / "STS-B", "dev") == [
+        Example("A dog runs.", "A dog is running.", 4.25, "7")]
     # RTE / WNLI: index, sentence1, sentence2, label
-    write(glue / "RTE", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"), ("3", "Ann left.", "Ann stayed.", "not_entailment")))
+    write(glue / "RTE", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
+                                         ("3", "Ann left.", "Ann stayed.", "not_entailment")))
     assert ft.read_examples("RTE", glue / "RTE")[0] == Example("Ann left.", "Ann stayed.", 1, "3")
-    write(glue / "WNLI", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"), ("0", "Bo hid it.", "It was hid.", "1")))
+    write(glue / "WNLI", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
+                                          ("0", "Bo hid it.", "It was hid.", "1")))
     assert ft.read_examples("WNLI", glue / "WNLI")[0].label == 1
 
 
@@ -108,14 +121,16 @@ def test_big_glue_layouts(glue):
     # MNLI: parses before the plain sentences, five annotator labels in dev, gold_label last
     head = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "label2", "gold_label")
-    row = ("0", "1", "1e", "fiction", "( x )", "( y )", "(ROOT x)", "(ROOT y)", "Sam cooks.", "Sam eats.", "neutral", "neutral")
+    row = ("0", "1", "1e", "fiction", "( x )", "( y )",
+           "(ROOT x)", "(ROOT y)", "Sam cooks.", "Sam eats.", "neutral", "neutral")
     write(glue / "MNLI", "dev_matched.tsv", tsv(head, row + ("neutral",)))
     write(glue / "MNLI", "dev_mismatched.tsv", tsv(head, row + ("contradiction",)))
     assert ft.read_examples("MNLI", glue / "MNLI", "dev") == [Example("Sam cooks.", "Sam eats.", 1, "0")]
     assert ft.read_examples("MNLI-mm", glue / "MNLI", "dev")[0].label == 2
     assert ft.task_folder("MNLI-mm", "root") == ft.task_folder("MNLI", "root") == Path("root/glue/MNLI")
     # QNLI: question first
-    write(glue / "QNLI", "dev.tsv", tsv(("index", "question", "sentence", "label"), ("5", "Who won?", "Kim won.", "entailment")))
+    write(glue / "QNLI", "dev.tsv", tsv(("index", "question", "sentence", "label"),
+                                        ("5", "Who won?", "Kim won.", "entailment")))
     assert ft.read_examples("QNLI", glue / "QNLI", "dev") == [Example("Who won?", "Kim won.", 0, "5")]
     # QQP: id, qid1, qid2, question1, question2, is_duplicate
     write(glue / "QQP", "train.tsv", tsv(("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
@@ -124,13 +139,17 @@ def test_big_glue_layouts(glue):
 
 
 def test_glue_test_split_has_no_labels(glue):
-    write(glue / "CoLA", "test.tsv", tsv(("index", "sentence"), ("0", "Birds sing."), ("1", "Sing birds the.")))
-    assert ft.read_examples("CoLA", glue / "CoLA", "test") == [Example("Birds sing.", None, None, "0"), Example("Sing birds the.", None, None, "1")]
-    write(glue / "MRPC", "test.tsv", "\ufeff" + tsv(("index", "#1 ID", "#2 ID", "#1 String", "#2 String"), ("4", "1", "2", "Up .", "Down .")))
+    write(glue / "CoLA", "test.tsv", tsv(("index", "sentence"),
+                                         ("0", "Birds sing."), ("1", "Sing birds the.")))
+    assert ft.read_examples("CoLA", glue / "CoLA", "test") == [Example("Birds sing.", None, None, "0"),
+                                                               Example("Sing birds the.", None, None, "1")]
+    write(glue / "MRPC", "test.tsv", "\ufeff" + tsv(("index", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                                                    ("4", "1", "2", "Up .", "Down .")))
     assert ft.read_examples("MRPC", glue / "MRPC", "test") == [Example("Up .", "Down .", None, "4")]
     write(glue / "QQP", "test.tsv", tsv(("id", "question1", "question2"), ("12", "Why?", "Why not?")))
     assert ft.read_examples("QQP", glue / "QQP", "test") == [Example("Why?", "Why not?", None, "12")]
-    write(glue / "MNLI", "test_mismatched.tsv", tsv(("index", "sentence1", "sentence2"), ("8", "Hi.", "Bye.")))
+    write(glue / "MNLI", "test_mismatched.tsv", tsv(("index", "sentence1", "sentence2"),
+                                                    ("8", "Hi.", "Bye.")))
     assert ft.read_examples("MNLI-mm", glue / "MNLI", "test") == [Example("Hi.", "Bye.", None, "8")]
 
 
@@ -139,22 +158,26 @@ def jsonl(*rows):
 
 
 def test_superglue_layouts(tmp_path):
-    cb = write(tmp_path / "CB", "val.jsonl", jsonl({"premise": "Jo thinks it rains.", "hypothesis": "it rains", "label": "neutral", "idx": 3}))
+    cb_row = {"premise": "Jo thinks it rains.", "hypothesis": "it rains", "label": "neutral", "idx": 3}
+    cb = write(tmp_path / "CB", "val.jsonl", jsonl(cb_row))
     assert ft.read_examples("CB", cb, "dev") == [Example("Jo thinks it rains.", "it rains", 2, "3")]
     write(cb, "test.jsonl", jsonl({"premise": "P.", "hypothesis": "h", "idx": 0}))
     assert ft.read_examples("CB", cb, "test") == [Example("P.", "h", None, "0")]
     wic = {"word": "bank", "sentence1": "The bank closed.", "sentence2": "Banks of rivers flood.",
            "start1": 4, "end1": 8, "start2": 0, "end2": 5, "label": True, "idx": 0}
-    write(tmp_path / "WiC", "train.jsonl", jsonl(wic, dict(wic, start2=9, end2=15, label=False, idx=1), dict(wic, end1=40, idx=2)))
+    write(tmp_path / "WiC", "train.jsonl", jsonl(wic, dict(wic, start2=9, end2=15, label=False, idx=1),
+                                                 dict(wic, end1=40, idx=2)))
     ok, wrong_word, out_of_range = ft.read_examples("WiC", tmp_path / "WiC")
     assert ok == Example('The "bank" closed.', '"Banks" of rivers flood.', 1, "0")
-    assert wrong_word == Example('bank: The "bank" closed.', "Banks of rivers flood.", 0, "1")  # span on "rivers", "Banks" is there
+    # span on "rivers", "Banks" is there
+    assert wrong_word == Example('bank: The "bank" closed.', "Banks of rivers flood.", 0, "1")
     assert out_of_range.text_a == "bank: The bank closed."
 
 
 def test_irregular_form_is_marked(tmp_path):
-    row = {"word": "go", "sentence1": "She went home and got tea.", "sentence2": "Go!", "start1": 4, "end1": 8,
-           "start2": 0, "end2": 2, "label": "true", "idx": 0}  # "got" must not count as a form of "go"
+    # "got" must not count as a form of "go"
+    row = {"word": "go", "sentence1": "She went home and got tea.", "sentence2": "Go!",
+           "start1": 4, "end1": 8, "start2": 0, "end2": 2, "label": "true", "idx": 0}
     write(tmp_path, "val.jsonl", jsonl(dict(row, label=True)))
     assert ft.read_examples("WiC", tmp_path, "dev")[0].text_a == 'She "went" home and got tea.'
 
@@ -175,24 +198,31 @@ def test_errors(tmp_path):
         "CoLA/train.tsv:2: expected 4 tab-separated columns (source, label, mark, sentence), found 3")
     write(tmp_path / "RTE", "train.tsv", tsv(("index", "sentence1", "label"), ("0", "A.", "entailment")))
     assert "RTE/train.tsv:1: the header lacks column sentence2" in error("RTE", tmp_path / "RTE")
-    write(tmp_path / "RTE", "dev.tsv", tsv(("index", "sentence1", "sentence2", "label"), ("0", "A.", "B.", "maybe")))
-    assert "RTE/dev.tsv:2: label 'maybe' is not one of RTE's labels: entailment, not_entailment" in error("RTE", tmp_path / "RTE", "dev")
-    write(tmp_path / "STS-B", "train.tsv", tsv(("sentence1", "sentence2", "score"), ("A.", "B.", "1.0"), ("A.", "B.", "high")))
+    write(tmp_path / "RTE", "dev.tsv", tsv(("index", "sentence1", "sentence2", "label"),
+                                           ("0", "A.", "B.", "maybe")))
+    assert ("RTE/dev.tsv:2: label 'maybe' is not one of RTE's labels: entailment, not_entailment"
+            in error("RTE", tmp_path / "RTE", "dev"))
+    write(tmp_path / "STS-B", "train.tsv", tsv(("sentence1", "sentence2", "score"),
+                                               ("A.", "B.", "1.0"), ("A.", "B.", "high")))
     assert "STS-B/train.tsv:3: score 'high' is not a number" in error("STS-B", tmp_path / "STS-B")
     write(tmp_path / "SST-2", "train.tsv", "")
     assert "SST-2/train.tsv: no examples" in error("SST-2", tmp_path / "SST-2")
     write(tmp_path / "SST-2", "dev.tsv", "sentence\tlabel\n")
-    assert "SST-2/dev.tsv: no examples (the file is empty or only a header)" in error("SST-2", tmp_path / "SST-2", "dev")
+    assert ("SST-2/dev.tsv: no examples (the file is empty or only a header)"
+            in error("SST-2", tmp_path / "SST-2", "dev"))
     message = error("SST-2", tmp_path / "SST-2", "test")
     assert "no file test.tsv in" in message and str(tmp_path / "SST-2") in message
     assert "the folder does not exist" in error("QNLI", tmp_path / "QNLI")
-    write(tmp_path / "CB", "train.jsonl", jsonl({"premise": "P.", "hypothesis": "h", "label": "entailment", "idx": 0}) + '{"premise": "P.",\n')
+    valid_line = jsonl({"premise": "P.", "hypothesis": "h", "label": "entailment", "idx": 0})
+    write(tmp_path / "CB", "train.jsonl", valid_line + '{"premise": "P.",\n')
     assert "CB/train.jsonl:2: invalid JSON" in error("CB", tmp_path / "CB")
     write(tmp_path / "CB", "val.jsonl", jsonl({"premise": "P.", "label": "entailment", "idx": 0}))
     assert "CB/val.jsonl:1: missing field hypothesis" in error("CB", tmp_path / "CB", "dev")
-    write(tmp_path / "WiC", "train.jsonl", jsonl({"word": "w", "sentence1": "w", "sentence2": "w", "start1": 0, "end1": 1,
-                                                   "start2": 0, "end2": 1, "label": 1, "idx": 0}))
-    assert "WiC/train.jsonl:1: label '1' is not one of WiC's labels: false, true" in error("WiC", tmp_path / "WiC")
+    write(tmp_path / "WiC", "train.jsonl", jsonl({"word": "w", "sentence1": "w", "sentence2": "w",
+                                                  "start1": 0, "end1": 1, "start2": 0, "end2": 1,
+                                                  "label": 1, "idx": 0}))
+    assert ("WiC/train.jsonl:1: label '1' is not one of WiC's labels: false, true"
+            in error("WiC", tmp_path / "WiC"))
     (tmp_path / "WNLI").mkdir()
     (tmp_path / "WNLI" / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\t\xe9t\xe9\tx\t1\n")
     assert "WNLI/train.tsv: not UTF-8" in error("WNLI", tmp_path / "WNLI")
@@ -217,7 +247,8 @@ def test_task_folder(monkeypatch, tmp_path):
 def test_accuracy_and_f1():
     pred, gold = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]
     assert ft.accuracy(pred, gold) == 3 / 5
-    assert ft.f1(pred, gold) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # tp 2 (rows 0, 4), fp 1 (row 1), fn 1 (row 3)
+    # tp 2 (rows 0, 4), fp 1 (row 1), fn 1 (row 3)
+    assert ft.f1(pred, gold) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert ft.f1([0, 0], [0, 0]) == 0.0 and ft.f1([1, 0], [0, 1]) == 0.0  # no true positive
     assert ft.accuracy([], []) == 0.0
     with pytest.raises(ValueError):
@@ -235,7 +266,8 @@ def test_mcc():
     pred, gold = [1, 1, 1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1, 1, 1]
     # tp 3, tn 2, fp 1, fn 2: (3*2 - 1*2) / sqrt((3+1)(3+2)(2+1)(2+2)) = 4 / sqrt(240)
     assert ft.mcc(pred, gold) == pytest.approx(4 / math.sqrt(240))
-    assert ft.mcc(gold, gold) == pytest.approx(1.0) and ft.mcc([1 - g for g in gold], gold) == pytest.approx(-1.0)
+    flipped = [1 - g for g in gold]
+    assert ft.mcc(gold, gold) == pytest.approx(1.0) and ft.mcc(flipped, gold) == pytest.approx(-1.0)
     assert ft.mcc([1] * 8, gold) == 0.0 and ft.mcc(pred, [0] * 8) == 0.0  # constant prediction or gold
     # three classes: n 4, correct 3, predicted counts (2, 1, 1), gold counts (1, 2, 1):
     # (4*3 - (2*1 + 1*2 + 1*1)) / sqrt((16 - (4+1+1)) (16 - (1+4+1))) = 7 / 10
@@ -253,7 +285,8 @@ def test_pearson_and_spearman():
     # ties: ranks of (10, 20, 20, 30) are (1, 2.5, 2.5, 4); against (1, 2, 3, 4): deviations (-1.5, 0, 0, 1.5)
     # and (-1.5, -.5, .5, 1.5): sum xy = 4.5, sum x^2 = 4.5, sum y^2 = 5  ->  4.5 / sqrt(4.5 * 5)
     assert ft.spearman([10, 20, 20, 30], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
-    assert ft.spearman(np.exp(x), y) == pytest.approx(0.6)  # ranks ignore a monotone transform; pearson does not
+    # ranks ignore a monotone transform; pearson does not
+    assert ft.spearman(np.exp(x), y) == pytest.approx(0.6)
     assert ft.pearson(np.exp(x), y) != pytest.approx(0.6)
 
 
@@ -261,8 +294,10 @@ def test_scores():
     assert ft.scores("CoLA", [1, 0], [1, 0]) == {"mcc": pytest.approx(1.0)}
     assert ft.scores("MRPC", [1, 1, 0, 0], [1, 0, 0, 0]) == {"f1": pytest.approx(2 / 3), "accuracy": 0.75}
     assert list(ft.scores("QQP", [1], [1])) == ["f1", "accuracy"] and ft.TASKS["QQP"].metric == "f1"
-    assert ft.scores("STS-B", [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0]) == {"pearson": pytest.approx(0.6), "spearman": pytest.approx(0.6)}
-    assert ft.scores("CB", [0, 1, 2, 2], [0, 1, 2, 1]) == {"macro_f1": pytest.approx((1 + 2 / 3 + 2 / 3) / 3), "accuracy": 0.75}
+    assert ft.scores("STS-B", [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0]) == {"pearson": pytest.approx(0.6),
+                                                                              "spearman": pytest.approx(0.6)}
+    assert ft.scores("CB", [0, 1, 2, 2], [0, 1, 2, 1]) == {"macro_f1": pytest.approx((1 + 2 / 3 + 2 / 3) / 3),
+                                                           "accuracy": 0.75}
     for name in ("SST-2", "RTE", "WNLI", "QNLI", "MNLI", "MNLI-mm", "WiC"):
         assert ft.scores(name, [0, 1, 1], [0, 1, 0]) == {"accuracy": pytest.approx(2 / 3)}
     assert all(isinstance(v, float) for v in ft.scores("CB", np.array([0, 1]), np.array([0, 0])).values())
@@ -276,12 +311,17 @@ def test_scores():
 
 def test_submission_rows():
     two = [Example("a", "b", None, "0"), Example("c", "d", None, "1")]
-    assert ft.submission_rows("RTE", two, [1, 0]) == ("RTE.tsv", "index\tprediction\n0\tnot_entailment\n1\tentailment\n")
-    assert ft.submission_rows("CoLA", two, np.array([1, 0])) == ("CoLA.tsv", "index\tprediction\n0\t1\n1\t0\n")
-    assert ft.submission_rows("MNLI", two, [2, 1]) == ("MNLI-m.tsv", "index\tprediction\n0\tcontradiction\n1\tneutral\n")
-    assert ft.submission_rows("STS-B", two, [5.7, -0.2]) == ("STS-B.tsv", "index\tprediction\n0\t5.000\n1\t0.000\n")
+    assert ft.submission_rows("RTE", two, [1, 0]) == ("RTE.tsv",
+                                                      "index\tprediction\n0\tnot_entailment\n1\tentailment\n")
+    assert ft.submission_rows("CoLA", two, np.array([1, 0])) == ("CoLA.tsv",
+                                                                 "index\tprediction\n0\t1\n1\t0\n")
+    assert ft.submission_rows("MNLI", two, [2, 1]) == ("MNLI-m.tsv",
+                                                       "index\tprediction\n0\tcontradiction\n1\tneutral\n")
+    assert ft.submission_rows("STS-B", two, [5.7, -0.2]) == ("STS-B.tsv",
+                                                             "index\tprediction\n0\t5.000\n1\t0.000\n")
     name, text = ft.submission_rows("WiC", two, [1, 0])
-    assert name == "WiC.jsonl" and [json.loads(line) for line in text.splitlines()] == [{"idx": 0, "label": "true"}, {"idx": 1, "label": "false"}]
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert name == "WiC.jsonl" and rows == [{"idx": 0, "label": "true"}, {"idx": 1, "label": "false"}]
     assert ft.submission_rows("CB", two[:1], [2])[1] == '{"idx": 0, "label": "neutral"}\n'
     with pytest.raises(ValueError, match="not a class index"):
         ft.submission_rows("RTE", two, [0, 2])
@@ -301,20 +341,23 @@ def write_learnable_tasks(root, n=64):
         animal, colour = rng.choice(["cat", "dog"]), rng.choice(["red", "old", "big"])
         rows.append(f"src\t{int(animal == 'cat')}\t\tthe {colour} {animal} sat near the hill .")
         label = ["entailment", "contradiction", "neutral"][i % 3]
-        cb.append(json.dumps({"premise": f"the {colour} {animal} ran .", "hypothesis": "a dog ran .", "label": label, "idx": i}))
+        cb.append(json.dumps({"premise": f"the {colour} {animal} ran .", "hypothesis": "a dog ran .",
+                              "label": label, "idx": i}))
     for split in ("train", "dev"):
         (root / "glue" / "CoLA").mkdir(parents=True, exist_ok=True)
         (root / "glue" / "CoLA" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
         (root / "superglue" / "CB").mkdir(parents=True, exist_ok=True)
-        (root / "superglue" / "CB" / f"{'val' if split == 'dev' else split}.jsonl").write_text("\n".join(cb) + "\n")
+        cb_file = f"{'val' if split == 'dev' else split}.jsonl"
+        (root / "superglue" / "CB" / cb_file).write_text("\n".join(cb) + "\n")
     return root
 
 
 def test_finetuning_learns_a_tiny_task(tmp_path, tiny_checkpoint):
     root = write_learnable_tasks(tmp_path / "data")
     (root / "glue" / "CoLA" / "test.tsv").write_text("index\tsentence\n0\tthe cat sat .\n1\tthe dog sat .\n")
-    reports = ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--seeds", "1", "2",
-                       "--epochs", "6", "--batch-size", "8", "--lr", "1e-2", "--device", "cpu", "--quiet",
+    reports = ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root),
+                       "--seeds", "1", "2", "--epochs", "6", "--batch-size", "8", "--lr", "1e-2",
+                       "--device", "cpu", "--quiet",
                        "--out", str(tmp_path / "report.json"), "--predict", str(tmp_path / "predictions")])
     cola = reports[0]
     # dev = train here: chance is 0.5 accuracy and 0 Matthews correlation
@@ -328,17 +371,20 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
     import ablation
 
     root = write_learnable_tasks(tmp_path / "data", n=24)
-    argv = ["--preset", "small", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus), "--data-root", str(root),
-            "--tasks", "CoLA", "CB", "--steps", "2", "--warmup", "1", "--block-length", "32", "--batch-size", "4",
-            "--ft-epochs", "1", "--max-train", "16", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+    argv = ["--preset", "small", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus),
+            "--data-root", str(root), "--tasks", "CoLA", "CB", "--steps", "2", "--warmup", "1",
+            "--block-length", "32", "--batch-size", "4", "--ft-epochs", "1", "--max-train", "16",
+            "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "ablation"), "--quiet"]
     text = ablation.main(argv)
     out = tmp_path / "ablation"
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| model | CoLA | CB | average | pretraining tokens")
-    assert len(rows) == 1 + 5 and all(r.count(" ± ") == 3 for r in rows[1:])  # start + (a)-(d): 2 tasks + average
+    # start + (a)-(d): 2 tasks + average
+    assert len(rows) == 1 + 5 and all(r.count(" ± ") == 3 for r in rows[1:])
     assert "smoke test" in text and (out / "mlm-loss.png").stat().st_size > 1000
-    assert sorted(p.name for p in (out / "pretrain").glob("*.json")) == ["informative.json", "random.json", "se.json", "tls.json"]
+    pretrained = sorted(p.name for p in (out / "pretrain").glob("*.json"))
+    assert pretrained == ["informative.json", "random.json", "se.json", "tls.json"]
     assert len(list((out / "finetune").glob("*/*.json"))) == 5 * 2
     # Every stage is stored: a second invocation reuses them all and writes the same table.
     before = (out / "results.json").read_text()
@@ -350,9 +396,11 @@ def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint
     root = write_learnable_tasks(tmp_path / "data", n=4)
     (root / "glue" / "CoLA" / "train.tsv").write_text("src\t1\t\tthe cat sat .\nsrc\t0\tthe dog sat .\n")
     with pytest.raises(SystemExit, match=r"CoLA/train.tsv:2: expected 4 tab-separated columns"):
-        ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root), "--device", "cpu", "--quiet"])
+        ft.main(["--model", str(tiny_checkpoint), "--task", "CoLA", "--data-root", str(root),
+                 "--device", "cpu", "--quiet"])
     with pytest.raises(SystemExit, match=r"error: .*RTE"):
-        ft.main(["--model", str(tiny_checkpoint), "--task", "RTE", "--data-root", str(root), "--device", "cpu", "--quiet"])
+        ft.main(["--model", str(tiny_checkpoint), "--task", "RTE", "--data-root", str(root),
+                 "--device", "cpu", "--quiet"])
 
 
 def test_ablation_refuses_to_mix_settings(tmp_path):

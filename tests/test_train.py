@@ -1,5 +1,6 @@
 """train.py on a tiny model: it learns, resumes exactly, splits over processes, survives crashes."""
 
+import functools
 import json
 import os
 import subprocess
@@ -13,37 +14,42 @@ import torch
 from safetensors.torch import load_file
 
 import bench
+import data
+import runtime
+import self_evolution as se
 import train
-from model import MaskedLM, Tokenizer, resolve_checkpoint
+from model import MaskedLM, latest_checkpoint, resolve_checkpoint
+from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-MODES = {"random": ["--masking", "random", "--smoothing", "none"],
-             "random, whole words": ["--masking", "random", "--whole-word"],
-             "online SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "online"],
-             "offline SE": ["--masking", "informative", "--smoothing", "token", "--questioning", "offline"]}
+MODES = {"random": se.Method(masking="random", smoothing="none"),
+         "random, whole words": se.Method(masking="random", whole_word=True),
+         "online SE": se.Method(masking="informative", smoothing="token"),
+         "offline SE": se.Method(masking="informative", smoothing="token")}  # with stored scores
 
 
-def one_step(tiny_checkpoint, mode, device, precision="fp32"):
-    """What one training step needs, on the tiny model: args, tokenizer, model (on `device`), and a batch
-    and (offline) stored scores on the host, for the caller to move with train.to_device as train.main does."""
-    args = train.parse_args(MODES[mode] + ["--batch-size", "4", "--micro-batch-size", "4", "--precision", precision])
+def one_step(tiny_checkpoint, mode, device):
+    """What one training step needs, on the tiny model: the method, tokenizer, model (on `device`), and a
+    batch and (offline) stored scores on the host, for the caller to move with runtime.to_device as
+    train.main does."""
     tok = Tokenizer(tiny_checkpoint)
     tok.continuation = tok.continuation.to(device)  # as train.main does
     model = MaskedLM.from_pretrained(tiny_checkpoint).to(device).train()
-    ids = bench.synthetic_batch(SimpleNamespace(batch=4, length=32), tok, model.config.max_positions, torch.device("cpu"))
-    return args, tok, model, ids, torch.rand(ids.shape) if mode == "offline SE" else None
+    ids = bench.synthetic_batch(SimpleNamespace(batch=4, length=32), tok, model.config.max_positions,
+                                torch.device("cpu"))
+    return MODES[mode], tok, model, ids, torch.rand(ids.shape) if mode == "offline SE" else None
 
 
 def argv(tiny_checkpoint, tiny_corpus, out, *extra):
-    return ["--preset", "tiny", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus), "--out", str(out),
-            "--cache-dir", str(out.parent / "cache"), "--device", "cpu", "--quiet", *extra]
+    return ["--preset", "tiny", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus),
+            "--out", str(out), "--cache-dir", str(out.parent / "cache"), "--device", "cpu", "--quiet", *extra]
 
 
 def final_weights(out):
-    return load_file(train.latest_checkpoint(out) / "model.safetensors")
+    return load_file(latest_checkpoint(out) / "model.safetensors")
 
 
 def assert_same_weights(a, b, atol=0.0):
@@ -59,7 +65,8 @@ def test_loss_goes_down(tmp_path, tiny_checkpoint, tiny_corpus, method):
                               "--schedule", "constant", "--eval-every", "30", "--log-every", "1", *method))
     evals = [h for h in history if "eval_loss" in h]
     assert evals[0]["phase"] == "start" and evals[-1]["phase"] == "end"
-    assert "hard_loss" in evals[0]  # without a warm-up the hardest tokens are fixed before the first evaluation
+    # without a warm-up the hardest tokens are fixed before the first evaluation
+    assert "hard_loss" in evals[0]
     assert evals[-1]["eval_loss"] < 0.75 * evals[0]["eval_loss"]
     train_losses = [h["loss"] for h in history if "loss" in h]
     assert len(train_losses) == 30 and np.mean(train_losses[-5:]) < 0.8 * np.mean(train_losses[:5])
@@ -69,23 +76,24 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, mon
     common = ["--steps", "8", "--save-every", "100", "--eval-every", "100", "--micro-batch-size", "4"]
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "whole", *common))
 
-    real = train.step_generator
+    real = runtime.step_generator
 
-    def stop_at_4(args, step, micro, device):  # Ctrl-C in the middle of step 4
+    def stop_at_4(seed, step, micro, device):  # Ctrl-C in the middle of step 4
         if step == 4 and micro == 1:
             raise KeyboardInterrupt
-        return real(args, step, micro, device)
+        return real(seed, step, micro, device)
 
-    monkeypatch.setattr(train, "step_generator", stop_at_4)
+    monkeypatch.setattr(runtime, "step_generator", stop_at_4)
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
-    assert train.latest_checkpoint(tmp_path / "split").name == "step-0000004"
-    monkeypatch.setattr(train, "step_generator", real)
+    assert latest_checkpoint(tmp_path / "split").name == "step-0000004"
+    monkeypatch.setattr(runtime, "step_generator", real)
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common, "--resume"))
     assert_same_weights(final_weights(tmp_path / "whole"), final_weights(tmp_path / "split"))
 
 
 def test_a_seed_reproduces_a_run(tmp_path, tiny_checkpoint, tiny_corpus):
-    run = lambda name, seed: train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / name, "--steps", "3", "--seed", seed))
+    run = lambda name, seed: train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / name,
+                                             "--steps", "3", "--seed", seed))
     run("a", "1"), run("b", "1"), run("c", "2")
     assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
     with pytest.raises(AssertionError):
@@ -94,16 +102,19 @@ def test_a_seed_reproduces_a_run(tmp_path, tiny_checkpoint, tiny_corpus):
 
 @pytest.mark.parametrize("questioning", ["online", "offline"])
 def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus, questioning):
-    """Offline, the two processes also share the scoring pass: the scores file must equal the single process's."""
+    """Offline, the two processes also share the scoring pass: the scores file must equal the single
+    process's."""
     method = ["--steps", "4", "--micro-batch-size", "4", "--masking", "informative", "--smoothing", "token",
               "--questioning", questioning]
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *method))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *method)]
-    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-5)
-    losses = lambda name: [e["loss"] for e in map(json.loads, (tmp_path / name / "log.jsonl").read_text().splitlines()) if "loss" in e]
+    log_lines = lambda name: (tmp_path / name / "log.jsonl").read_text().splitlines()
+    losses = lambda name: [e["loss"] for e in map(json.loads, log_lines(name)) if "loss" in e]
     assert losses("single") == pytest.approx(losses("ddp"), abs=1e-5)
     if questioning == "offline":
         single, ddp = (np.load(tmp_path / name / "scores-step0.npy") for name in ("single", "ddp"))
@@ -124,28 +135,29 @@ def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path, tiny_checkpoi
     monkeypatch.setattr(Tokenizer, "save_pretrained", crash_on_second)
     with pytest.raises(OSError, match="simulated"):
         train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "10", "--save-every", "5"))
-    previous = train.latest_checkpoint(out)
+    previous = latest_checkpoint(out)
     assert previous.name == "step-0000005"
     MaskedLM.from_pretrained(previous)  # loads
     assert torch.load(previous / "training_state.pt", weights_only=False)["step"] == 5
     monkeypatch.setattr(Tokenizer, "save_pretrained", real)
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "10", "--save-every", "5", "--resume"))
-    assert train.latest_checkpoint(out).name == "step-0000010"
+    assert latest_checkpoint(out).name == "step-0000010"
 
 
 def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_checkpoint, tiny_corpus):
-    import data
-
-    args = train.parse_args(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--masking", "informative"))
+    method = se.Method(masking="informative")
     tok = Tokenizer(tiny_checkpoint)
     model = MaskedLM.from_pretrained(tiny_checkpoint)
-    train_set, _, _ = data.load_corpus(args.corpus, tok, args.block_length, 64, args.heldout, args.cache_dir)
-    stored = train.offline_scores(args, model, tok, train_set, "cpu", train.nullcontext(), tmp_path / "scores.npy")
-    assert stored.shape == (len(train_set), args.block_length)
+    # the tiny preset's
+    train_set, _, _ = data.load_corpus(str(tiny_corpus), tok, 32, 64, 0.1, tmp_path / "cache")
+    machine = runtime.Machine(torch.device("cpu"))
+    stored = se.offline_scores(method, model, train_set, tmp_path / "scores.npy", 8, machine)
+    assert stored.shape == (len(train_set), 32)
     rows = np.array([3, 0, 5, 2])
     ids = train_set.batch(rows)
-    online = train.mask_batch(args, model, tok, ids, torch.Generator().manual_seed(7))
-    offline = train.mask_batch(args, model, tok, ids, torch.Generator().manual_seed(7), torch.from_numpy(stored[rows]))
+    online = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(7))
+    offline = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(7),
+                            scores=torch.from_numpy(stored[rows]))
     for a, b in zip(online, offline):  # corrupted input, positions, targets, references
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     assert (online[2] != -100).sum() > 0
@@ -153,31 +165,34 @@ def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_chec
 
 def test_demo_report_and_log(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
     out = tmp_path / "run"
-    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "3", "--steps", "3", "--masking", "informative",
-                              "--eval-every", "100"))
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "3", "--steps", "3",
+                    "--masking", "informative", "--eval-every", "100"))
     printed = capsys.readouterr().out
     assert "self-questioning picks" in printed and "held-out MLM accuracy / loss, random positions" in printed
-    assert str(train.latest_checkpoint(out)) in printed
+    assert str(latest_checkpoint(out)) in printed
     page = (out / "scores.html").read_text()
-    assert page.count("<span title=") > 8
+    # scores, and the rule's picks
+    assert page.count("<span title=") > 8 and "text-decoration:underline" in page
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["phase"] for e in log if "eval_loss" in e] == ["start", "after warm-up", "end"]
     assert {e["phase"] for e in log if "loss" in e} == {"warm-up", "main"}
 
 
-def test_head_warmup_uses_random_masking_and_the_head_learning_rate(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
+def test_head_warmup_uses_random_masking_and_the_head_learning_rate(tmp_path, tiny_checkpoint, tiny_corpus,
+                                                                    monkeypatch):
     seen = []
-    real = train.mask_batch
+    real = se.mask_batch
 
-    def spy(args, model, tok, input_ids, gen, stored_scores=None):
-        seen.append(args.phase)
-        return real(args, model, tok, input_ids, gen, stored_scores)
+    def spy(*args, phase, **kwargs):
+        seen.append(phase)
+        return real(*args, phase=phase, **kwargs)
 
-    monkeypatch.setattr(train, "mask_batch", spy)
+    monkeypatch.setattr(se, "mask_batch", spy)
     out = tmp_path / "run"
-    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "4", "--steps", "2", "--masking", "informative"))
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "4", "--steps", "2",
+                    "--masking", "informative"))
     assert seen == ["warm-up"] * 4 + ["main"] * 2
-    state = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)
+    state = torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)
     assert sorted(g["head"] for g in state["optimizer"]["param_groups"]) == [False, False, True, True]
 
 
@@ -187,11 +202,12 @@ def test_block_length_above_model_positions(tmp_path, tiny_checkpoint, tiny_corp
 
 
 def test_lr_schedule():
-    args = train.parse_args(["--lr", "1.0", "--warmup", "10", "--steps", "105", "--head-warmup", "5", "--head-lr", "0.5"])
-    assert [train.lr_at(args, s, head=True) for s in (0, 4)] == [0.5, 0.5]  # head warm-up: its own rate
-    assert train.lr_at(args, 0) == pytest.approx(0.1) and train.lr_at(args, 9) == pytest.approx(1.0)
-    assert train.lr_at(args, 5, head=True) == train.lr_at(args, 5)  # then the head joins the schedule
-    assert train.lr_at(args, 10 + 50) == pytest.approx(0.5) and train.lr_at(args, 110) == 0.0
+    # --lr 1 --warmup 10 --steps 105 --head-warmup 5 --head-lr 0.5: 110 steps in all
+    lr_at = functools.partial(runtime.lr_at, lr=1.0, warmup=10, total=110, head_warmup=5)
+    assert [lr_at(s, head_lr=0.5) for s in (0, 4)] == [0.5, 0.5]  # head warm-up: its own rate
+    assert lr_at(0) == pytest.approx(0.1) and lr_at(9) == pytest.approx(1.0)
+    assert lr_at(5, head_lr=0.5) == lr_at(5)  # then the head joins the schedule
+    assert lr_at(10 + 50) == pytest.approx(0.5) and lr_at(110) == 0.0
 
 
 def test_a_finished_run_is_not_overwritten(tmp_path, tiny_checkpoint, tiny_corpus):
@@ -205,11 +221,12 @@ def test_a_finished_run_is_not_overwritten(tmp_path, tiny_checkpoint, tiny_corpu
 def test_mixed_precision_paths_learn(tmp_path, tiny_checkpoint, tiny_corpus, precision):
     """Autocast (and, for fp16, the gradient scaler) on CPU: the paths a GPU takes."""
     out = tmp_path / "run"
-    history = train.main(argv(tiny_checkpoint, tiny_corpus, out, "--precision", precision, "--masking", "informative",
-                              "--steps", "20", "--lr", "1e-2", "--schedule", "constant", "--eval-every", "100"))
+    history = train.main(argv(tiny_checkpoint, tiny_corpus, out, "--precision", precision,
+                              "--masking", "informative", "--steps", "20", "--lr", "1e-2",
+                              "--schedule", "constant", "--eval-every", "100"))
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     assert evals[-1] < 0.8 * evals[0]
-    scaler = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
+    scaler = torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
     assert (scaler.get("scale") is not None) == (precision == "fp16")
 
 
@@ -218,14 +235,19 @@ def test_mixed_precision_paths_learn(tmp_path, tiny_checkpoint, tiny_corpus, pre
 @pytest.mark.parametrize("mode", ["online SE", "offline SE"])
 def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
     """The no-grad self-questioning forward runs inside the step's autocast region; the training forward must
-    still reach every weight (with autocast's weight cache, older PyTorch releases left the Linear weights without)."""
+    still reach every weight (with autocast's weight cache, older PyTorch releases left the Linear weights
+    without)."""
     device = torch.device(device)
-    args, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device, precision)
-    ids, scores = train.to_device(ids, device), None if scores is None else train.to_device(scores, device)
-    autocast = train.autocast_for(device, precision)
-    with autocast:  # the PyTorch releases this project supports include ones with the bug: the cache stays off
+    method, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device)
+    ids = runtime.to_device(ids, device)
+    scores = None if scores is None else runtime.to_device(scores, device)
+    autocast = runtime.autocast_for(device, precision)
+    # the PyTorch releases this project supports include ones with the bug: the cache stays off
+    with autocast:
         assert precision == "fp32" or not torch.is_autocast_cache_enabled()
-    loss = train.micro_step(args, model, model, tok, ids, torch.Generator(device).manual_seed(0), autocast, scores)
+    with autocast:  # as runtime.train_step runs a micro-batch
+        loss = se.micro_batch_loss(method, model, tok, ids, torch.Generator(device).manual_seed(0),
+                                   scores=scores)
     loss.backward()
     assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
 
@@ -235,15 +257,16 @@ def test_resume_with_another_precision(tmp_path, tiny_checkpoint, tiny_corpus):
     out = tmp_path / "run"
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2", "--precision", "fp32"))
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "4", "--precision", "fp16", "--resume"))
-    state = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)
+    state = torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)
     assert state["step"] == 4 and state["scaler"]["scale"] > 0
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "6", "--precision", "fp32", "--resume"))
-    assert torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["step"] == 6
+    assert torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)["step"] == 6
 
 
 def test_compile_trains_like_eager(tmp_path, tiny_checkpoint, tiny_corpus):
     """--compile computes the same steps. Dropout is off: compiled dropout draws its own random numbers."""
-    common = ["--steps", "3", "--masking", "informative", "--smoothing", "token", "--dropout", "0", "--eval-every", "100"]
+    common = ["--steps", "3", "--masking", "informative", "--smoothing", "token", "--dropout", "0",
+              "--eval-every", "100"]
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "eager", *common))
     from torch._dynamo.utils import counters
     counters.clear()
@@ -253,19 +276,22 @@ def test_compile_trains_like_eager(tmp_path, tiny_checkpoint, tiny_corpus):
 
 
 def test_masking_fn_equal_to_builtin_rule(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
-    """--masking-fn with a function that re-states the built-in SE rule trains exactly like --masking informative."""
+    """--masking-fn with a function that re-states the built-in SE rule trains exactly like
+    --masking informative."""
     rule = tmp_path / "my_rule.py"
     rule.write_text("from masking import select_informative\n\n"
                     "def top_loss(batch):\n"
-                    "    return select_informative(batch.scores('loss'), batch.maskable, batch.ratio, generator=batch.generator)\n")
+                    "    return select_informative(batch.scores('loss'), batch.maskable, batch.ratio,"
+                    " generator=batch.generator)\n")
     common = ["--steps", "4", "--save-every", "100", "--eval-every", "100", "--micro-batch-size", "4"]
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "builtin", "--masking", "informative", *common))
-    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "custom", "--masking-fn", f"{rule}:top_loss", *common))
+    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "custom",
+                    "--masking-fn", f"{rule}:top_loss", *common))
     # Equal up to summation order: the custom rule has no known bound, so more (ignored) slots are projected.
     assert_same_weights(final_weights(tmp_path / "builtin"), final_weights(tmp_path / "custom"), atol=1e-6)
     assert f"{rule}:top_loss picks (brackets): [CLS]" in capsys.readouterr().out
     # A run folder names its latest checkpoint wherever a model is expected.
-    assert resolve_checkpoint(tmp_path / "custom") == train.latest_checkpoint(tmp_path / "custom")
+    assert resolve_checkpoint(tmp_path / "custom") == tmp_path / "custom" / "step-0000004"
 
 
 def test_masking_fn_errors(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
@@ -276,7 +302,8 @@ def test_masking_fn_errors(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
         with pytest.raises(SystemExit):
             train.parse_args(argv(tiny_checkpoint, tiny_corpus, tmp_path / "x", "--masking-fn", spec))
         assert message in capsys.readouterr().err
-    with pytest.raises(TypeError, match=r"floats must return a bool tensor of shape \(\d+, \d+\), got a torch.float32 tensor"):
+    wrong_dtype = r"floats must return a bool tensor of shape \(\d+, \d+\), got a torch.float32 tensor"
+    with pytest.raises(TypeError, match=wrong_dtype):
         train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "bad", "--masking-fn", f"{rule}:floats"))
 
 
@@ -295,14 +322,18 @@ def test_masking_fn_errors(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
 @pytest.mark.parametrize("mode", MODES)
 def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precision):
     device = torch.device("cuda")
-    args, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device, precision)
-    optimizer = train.make_optimizer(args, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)  # fp16's scaler checks for overflow on the host: a wait by design
-    autocast = train.autocast_for(device, precision)
+    method, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device)
+    optimizer = runtime.make_optimizer(model, 1e-5)
+    # fp16's scaler checks for overflow on the host: a wait by design
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    autocast = runtime.autocast_for(device, precision)
+    micro_loss = functools.partial(se.micro_batch_loss, method, model, tok)
 
     def step(i):  # the batch's copy to the GPU included, as in train.main
-        batch = (0, train.to_device(ids, device), None if scores is None else train.to_device(scores, device))
-        return train.train_step(args, model, model, tok, optimizer, scaler, [batch], i, 1, autocast)
+        batch = (0, runtime.to_device(ids, device),
+                 None if scores is None else runtime.to_device(scores, device))
+        return runtime.train_step(model, optimizer, scaler, [batch], micro_loss, seed=0, step=i, n_micro=1,
+                                  autocast=autocast)
 
     for i in range(2):  # first calls: lazy CUDA initialisation, allocator, optimizer state
         step(i)
@@ -317,15 +348,16 @@ def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precisio
 
 @needs_gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_the_gpu_is_chosen_and_mixed_precision_learns(tmp_path, tiny_checkpoint, tiny_corpus, capsys, precision):
+def test_the_gpu_is_chosen_and_mixed_precision_learns(tmp_path, tiny_checkpoint, tiny_corpus, capsys,
+                                                      precision):
     out = tmp_path / "run"
     history = train.main(argv(tiny_checkpoint, tiny_corpus, out, "--device", "auto", "--precision", precision,
-                              "--masking", "informative", "--steps", "20", "--lr", "1e-2", "--schedule", "constant",
-                              "--eval-every", "100"))
+                              "--masking", "informative", "--steps", "20", "--lr", "1e-2",
+                              "--schedule", "constant", "--eval-every", "100"))
     assert "device cuda:0" in capsys.readouterr().out
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     assert evals[-1] < 0.8 * evals[0]
-    scaler = torch.load(train.latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
+    scaler = torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)["scaler"]
     assert (scaler.get("scale") is not None) == (precision == "fp16")
 
 

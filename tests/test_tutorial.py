@@ -32,29 +32,38 @@ CODE = re.compile(r"^```.*?^```|`[^`\n]*`", re.S | re.M)  # fenced blocks and in
 
 
 def write_tiny_tasks(root):
-    """Small task files in the original GLUE/SuperGLUE layouts, with made-up sentences (chapter 7 reads them)."""
+    """Small task files in the original GLUE/SuperGLUE layouts, with made-up sentences (chapter 7 reads
+    them)."""
     nouns, verbs = ["cat", "dog", "bird", "king", "queen", "child"], ["saw", "found", "built", "took"]
-    pairs = [(f"the {a} {v} a {b} near the river .", f"the {a} {v} a {b} .") for a in nouns for v in verbs for b in nouns[:2]]
-    long = " ".join(f"the old {n} sat near the hill ." for n in nouns * 3)  # longer than the tiny checkpoint's 64 positions
-    rows = {"glue/RTE": ("index\tsentence1\tsentence2\tlabel", [f"{i}\t{a}\t{b}\t{['entailment', 'not_entailment'][i % 2]}"
-                                                                for i, (a, b) in enumerate([(long, "the cat sat ."), *pairs[:30]])]),
-            "glue/MRPC": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", [f"{i % 2}\t{1000 + i}\t{2000 + i}\t{a}\t{b}"
-                                                                               for i, (a, b) in enumerate(pairs[:20])]),
-            "glue/CoLA": (None, [f"src\t{int(i % 3 > 0)}\t{'' if i % 3 else '*'}\t{a}" for i, (a, _) in enumerate(pairs[:30])])}
+    pairs = [(f"the {a} {v} a {b} near the river .", f"the {a} {v} a {b} .")
+             for a in nouns for v in verbs for b in nouns[:2]]
+    # longer than the tiny checkpoint's 64 positions
+    long = " ".join(f"the old {n} sat near the hill ." for n in nouns * 3)
+    rte = [f"{i}\t{a}\t{b}\t{['entailment', 'not_entailment'][i % 2]}"
+           for i, (a, b) in enumerate([(long, "the cat sat ."), *pairs[:30]])]
+    mrpc = [f"{i % 2}\t{1000 + i}\t{2000 + i}\t{a}\t{b}" for i, (a, b) in enumerate(pairs[:20])]
+    cola = [f"src\t{int(i % 3 > 0)}\t{'' if i % 3 else '*'}\t{a}" for i, (a, _) in enumerate(pairs[:30])]
+    rows = {"glue/RTE": ("index\tsentence1\tsentence2\tlabel", rte),
+            "glue/MRPC": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", mrpc),
+            "glue/CoLA": (None, cola)}
     for folder, (header, lines) in rows.items():
         (root / folder).mkdir(parents=True)
         for split in ("train", "dev"):
-            (root / folder / f"{split}.tsv").write_text("\n".join(([header] if header else []) + lines) + "\n", encoding="utf-8")
-    cb = [{"premise": a, "hypothesis": b, "label": ["entailment", "contradiction", "neutral"][i % 3], "idx": i}
+            text = "\n".join(([header] if header else []) + lines) + "\n"
+            (root / folder / f"{split}.tsv").write_text(text, encoding="utf-8")
+    cb_labels = ["entailment", "contradiction", "neutral"]
+    cb = [{"premise": a, "hypothesis": b, "label": cb_labels[i % 3], "idx": i}
           for i, (a, b) in enumerate(pairs[:30])]
-    wic = [{"word": "run", "sentence1": "run to the river .", "start1": 0, "end1": 3, "sentence2": "the dog ran near the hill .",
-            "start2": 8, "end2": 11, "label": False},
-           {"word": "saw", "sentence1": "the cat saw a bird .", "start1": 8, "end1": 11, "sentence2": "the king saw a queen .",
-            "start2": 9, "end2": 12, "label": True}]
-    for folder, examples in (("superglue/CB", cb), ("superglue/WiC", [dict(r, idx=i) for i, r in enumerate(wic * 4)])):
+    wic = [{"word": "run", "sentence1": "run to the river .", "start1": 0, "end1": 3,
+            "sentence2": "the dog ran near the hill .", "start2": 8, "end2": 11, "label": False},
+           {"word": "saw", "sentence1": "the cat saw a bird .", "start1": 8, "end1": 11,
+            "sentence2": "the king saw a queen .", "start2": 9, "end2": 12, "label": True}]
+    wic_rows = [dict(r, idx=i) for i, r in enumerate(wic * 4)]
+    for folder, examples in (("superglue/CB", cb), ("superglue/WiC", wic_rows)):
         (root / folder).mkdir(parents=True)
         for split in ("train", "val"):
-            (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
+            text = "".join(json.dumps(e) + "\n" for e in examples)
+            (root / folder / f"{split}.jsonl").write_text(text, encoding="utf-8")
     return root
 
 
@@ -77,19 +86,23 @@ def test_chapter_runs(chapter, tiny_checkpoint, tiny_corpus, tiny_tasks, tmp_pat
     assert run_chapters.python_blocks(chapter), f"{chapter.name} has no ```python block"
     figures = tmp_path / "figures"
     env = dict(os.environ, TUTORIAL_CHECKPOINT=str(tiny_checkpoint), TUTORIAL_CORPUS=str(tiny_corpus),
-               TUTORIAL_FIGURES=str(figures), TUTORIAL_DATA=str(tiny_tasks), MPLBACKEND="Agg", SE_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, str(TUTORIAL / "run_chapters.py"), str(chapter)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+               TUTORIAL_FIGURES=str(figures), TUTORIAL_DATA=str(tiny_tasks), MPLBACKEND="Agg",
+               SE_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(TUTORIAL / "run_chapters.py"), str(chapter)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{chapter.name} failed:\n{done.stderr[-4000:]}"
     # Every figure the chapter shows is one its own code writes.
     for target in links(chapter):
         if target.startswith("figures/"):
-            assert (figures / target.removeprefix("figures/")).is_file(), f"{chapter.name} shows {target} but does not write it"
+            figure = figures / target.removeprefix("figures/")
+            assert figure.is_file(), f"{chapter.name} shows {target} but does not write it"
 
 
-@pytest.mark.parametrize("page", [TUTORIAL / "README.md", *CHAPTERS], ids=["README.md", *[p.name for p in CHAPTERS]])
+@pytest.mark.parametrize("page", [TUTORIAL / "README.md", *CHAPTERS],
+                         ids=["README.md", *[p.name for p in CHAPTERS]])
 def test_links_resolve(page):
-    """Relative links point at files that exist; a chapter not written yet (07, 08) may be listed in the index."""
+    """Relative links point at files that exist; a chapter not written yet (07, 08) may be listed in the
+    index."""
     for target in links(page):
         if "://" in target:
             continue
@@ -109,9 +122,12 @@ def test_index_lists_every_chapter():
 def test_a_failing_block_names_its_chapter_block_and_line(tmp_path):
     chapter = tmp_path / "01-broken.md"
     chapter.write_text("# A chapter\n\n```python\nx = 1\n```\n\n```bash\nthis is not python\n```\n\n"
-                       "```text\nneither is this\n```\n\nProse.\n\n```python\ny = x + 1\nraise ValueError(y)\n```\n")
+                       "```text\nneither is this\n```\n\nProse.\n\n"
+                       "```python\ny = x + 1\nraise ValueError(y)\n```\n")
     assert [line for line, _ in run_chapters.python_blocks(chapter)] == [4, 18]
-    with pytest.raises(run_chapters.ChapterError, match=r"01-broken.md, block 2 \(line 18\): ValueError: 2") as info:
+    with pytest.raises(run_chapters.ChapterError,
+                       match=r"01-broken.md, block 2 \(line 18\): ValueError: 2") as info:
         run_chapters.run_chapter(chapter)
-    frames = [f for f in __import__("traceback").extract_tb(info.value.__cause__.__traceback__) if f.filename == str(chapter)]
+    stack = __import__("traceback").extract_tb(info.value.__cause__.__traceback__)
+    frames = [f for f in stack if f.filename == str(chapter)]
     assert frames[-1].lineno == 19  # the line of the Markdown file that raised

@@ -10,8 +10,10 @@ spends that share of the budget on the top-scoring tokens and the rest on
 random ones. train.py tells your function how far the run is in
 `batch.progress`, 0.0 at the method's first step and 1.0 at its last.
 
-Grade it:  python -m pytest tutorial/exercises/test_exercise_curriculum.py --solution tutorial/exercises/curriculum.py
-Train:     python train.py --preset demo --masking-fn tutorial/exercises/curriculum.py:curriculum --out runs/curriculum
+Grade it:  python -m pytest tutorial/exercises/test_exercise_curriculum.py \
+               --solution tutorial/exercises/curriculum.py
+Train:     python train.py --preset demo --masking-fn tutorial/exercises/curriculum.py:curriculum \
+               --out runs/curriculum
 """
 
 import torch
@@ -43,4 +45,5 @@ def curriculum(batch: MaskingBatch) -> torch.Tensor:
     - Draw every random number from batch.generator; never select a
       non-maskable position; no Python loop over tokens or sequences.
     """
-    raise NotImplementedError("exercise 4: write curriculum() in this file (see its docstring), then grade it")
+    raise NotImplementedError("exercise 4: write curriculum() in this file (see its docstring), "
+                              "then grade it")

@@ -10,7 +10,8 @@ whole distribution at that position,
 high where the model spreads its belief over many tokens, whether or not the
 right one is among them. Here you compute it yourself, from the logits.
 
-Grade it:  python -m pytest tutorial/exercises/test_exercise_entropy.py --solution tutorial/exercises/entropy.py
+Grade it:  python -m pytest tutorial/exercises/test_exercise_entropy.py \
+               --solution tutorial/exercises/entropy.py
 Train:     python train.py --preset demo --masking-fn tutorial/exercises/entropy.py:entropy --out runs/entropy
 """
 

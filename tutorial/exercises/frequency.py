@@ -9,8 +9,10 @@ self-questioning. (word2vec subsamples frequent words for the same reason.)
 train.py counts every token of the training blocks once, before training, and
 hands the counts to your function in `batch.token_counts`.
 
-Grade it:  python -m pytest tutorial/exercises/test_exercise_frequency.py --solution tutorial/exercises/frequency.py
-Train:     python train.py --preset demo --masking-fn tutorial/exercises/frequency.py:frequency --out runs/frequency
+Grade it:  python -m pytest tutorial/exercises/test_exercise_frequency.py \
+               --solution tutorial/exercises/frequency.py
+Train:     python train.py --preset demo --masking-fn tutorial/exercises/frequency.py:frequency \
+               --out runs/frequency
 """
 
 import torch

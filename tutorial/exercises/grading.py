@@ -70,9 +70,11 @@ def logits_with_loss(input_ids, badness):
 
 
 def ranked_logits(input_ids, seed):
-    """logits_with_loss with a different badness at every position (a random permutation per row): no ties to break."""
+    """logits_with_loss with a different badness at every position (a random permutation per row): no ties
+    to break."""
     g = gen(seed)
-    badness = torch.stack([torch.randperm(input_ids.shape[1], generator=g) for _ in range(input_ids.shape[0])])
+    badness = torch.stack([torch.randperm(input_ids.shape[1], generator=g)
+                           for _ in range(input_ids.shape[0])])
     return logits_with_loss(input_ids, badness)
 
 
@@ -105,7 +107,8 @@ def top_k(scores, maskable, k):
 def select_on_random_rows(solution, n_rows, length, seed, ratio, pieces=0.0, mask_seed=None):
     """The solution's selection on random rows with randomly ranked losses, checked to be a valid selection.
 
-    Returns (batch, selection, loss scores, budget); the batch draws from gen(mask_seed), by default gen(seed).
+    Returns (batch, selection, loss scores, budget); the batch draws from gen(mask_seed), by default
+    gen(seed).
     """
     mask_seed = seed if mask_seed is None else mask_seed
     ids = random_rows(n_rows, length, seed, pieces)

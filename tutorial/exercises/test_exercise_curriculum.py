@@ -1,9 +1,10 @@
-"""Grader of exercise 4 (curriculum.py): random masking at progress 0, top-loss at 1, a linear share between."""
+"""Grader of exercise 4 (curriculum.py): random masking at progress 0, top-loss at 1, a linear share
+between."""
 
 import torch
 
-from grading import (CLS, MASK, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen, loss_scores,
-                     random_rows, ranked_logits, rows, top_k)
+from grading import (CLS, MASK, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen,
+                     loss_scores, random_rows, ranked_logits, rows, top_k)
 from masking import budget, random_mask
 
 EXERCISE = "curriculum"
@@ -42,7 +43,8 @@ def test_in_between_a_linear_share_of_the_budget_is_top_loss(solution):
     ids = full_rows(8, seed=4)
     logits = ranked_logits(ids, 4)
     scores, k = loss_scores(ids, logits), 8
-    top = [top_k(scores, ~torch.isin(ids, torch.tensor([CLS, SEP])), torch.full((8,), n)) for n in range(k + 1)]
+    maskable = ~torch.isin(ids, torch.tensor([CLS, SEP]))
+    top = [top_k(scores, maskable, torch.full((8,), n)) for n in range(k + 1)]
     overlap = {}
     for progress in (0.25, 0.5, 0.75):
         n_top, hits, varied = round(progress * k), [], False
@@ -53,10 +55,12 @@ def test_in_between_a_linear_share_of_the_budget_is_top_loss(solution):
             assert got.sum(-1).tolist() == [k] * 8, f"progress {progress}: every row's budget is {k}"
             missing = top[n_top] & ~got
             assert not missing.any(), \
-                f"progress {progress}: the {n_top} top-loss tokens of each row must be selected, missing {rows(missing)}"
+                (f"progress {progress}: the {n_top} top-loss tokens of each row must be selected, "
+                 f"missing {rows(missing)}")
             hits.append((got & top[k]).sum(-1).float())
             varied |= not torch.equal(got, top[k])
-        assert varied, f"progress {progress}: the rest of the budget must be random, not the next top-loss tokens"
+        assert varied, \
+            f"progress {progress}: the rest of the budget must be random, not the next top-loss tokens"
         overlap[progress] = torch.cat(hits).mean().item()
     assert overlap[0.25] < overlap[0.5] < overlap[0.75] < k, f"top-loss tokens selected on average: {overlap}"
 
@@ -64,5 +68,5 @@ def test_in_between_a_linear_share_of_the_budget_is_top_loss(solution):
 def test_the_seed_reproduces_the_mask(solution):
     ids = full_rows(8, seed=5)
     logits = ranked_logits(ids, 5)
-    assert_the_seed_reproduces(lambda seed: solution(batch_of(ids, logits, ratio=0.5, generator=gen(seed), progress=0.5)),
-                               other_seeds=[1])
+    run = lambda seed: solution(batch_of(ids, logits, ratio=0.5, generator=gen(seed), progress=0.5))
+    assert_the_seed_reproduces(run, other_seeds=[1])

@@ -2,8 +2,8 @@
 
 import torch
 
-from grading import (CLS, PAD, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen, loss_scores,
-                     random_rows, rows, top_k)
+from grading import (CLS, PAD, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen,
+                     loss_scores, random_rows, rows, top_k)
 from masking import budget
 
 EXERCISE = "entropy"
@@ -59,7 +59,8 @@ def test_selects_the_highest_entropy_tokens(solution):
     assert not torch.equal(want, top_k(loss_scores(ids, logits), batch.maskable, want.sum(-1)))
     got = solution(batch)
     assert_selection(got, batch)
-    assert rows(got) == rows(want), "these are not the highest-entropy tokens (is it the entropy, not the loss?)"
+    assert rows(got) == rows(want), \
+        "these are not the highest-entropy tokens (is it the entropy, not the loss?)"
 
 
 def test_count_is_the_budget_of_each_sequence(solution):
@@ -92,7 +93,8 @@ def test_bfloat16_logits_are_ranked_in_float32(solution):
     batch = batch_of(ids, logits, ratio=0.25, generator=gen(8))
     got = solution(batch)
     assert_selection(got, batch)
-    assert rows(got) == rows(expected(batch, logits, 8)), "compute the entropy in float32: bf16 cannot rank these"
+    assert rows(got) == rows(expected(batch, logits, 8)), \
+        "compute the entropy in float32: bf16 cannot rank these"
 
 
 def test_the_seed_reproduces_the_mask(solution):

@@ -1,4 +1,5 @@
-"""Grader of exercise 5 (frequency.py): exactly the budget, drawn without replacement with weights count ** -0.5.
+"""Grader of exercise 5 (frequency.py): exactly the budget, drawn without replacement with weights
+count ** -0.5.
 
 The statistical tests draw thousands of rows with fixed seeds and allow
 margins of four or more standard deviations: a right solution passes whatever
@@ -7,8 +8,8 @@ its own way of drawing, a wrong weighting fails by far.
 
 import torch
 
-from grading import (CLS, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen, logits_with_loss,
-                     random_rows)
+from grading import (CLS, SEP, VOCAB, assert_selection, assert_the_seed_reproduces, batch_of, gen,
+                     logits_with_loss, random_rows)
 from masking import budget
 
 EXERCISE = "frequency"
@@ -24,7 +25,8 @@ def counts_of(pairs, default=1000):
 def rows_of(tokens, n_rows, seed):
     """n_rows rows [CLS] + `tokens` in a random order per row + [SEP]."""
     g = gen(seed)
-    body = torch.stack([torch.tensor(tokens)[torch.randperm(len(tokens), generator=g)] for _ in range(n_rows)])
+    body = torch.stack([torch.tensor(tokens)[torch.randperm(len(tokens), generator=g)]
+                        for _ in range(n_rows)])
     return torch.cat([torch.full((n_rows, 1), CLS), body, torch.full((n_rows, 1), SEP)], 1)
 
 
@@ -67,7 +69,8 @@ def test_a_hundred_times_more_frequent_is_ten_times_less_likely(solution):
     got = solution(batch)
     assert_selection(got, batch)
     assert got.sum(-1).eq(1).all()
-    n_once, n_never, n_common = ((got & torch.isin(ids, torch.tensor(t))).sum().item() for t in (once, never, common))
+    n_once, n_never, n_common = ((got & torch.isin(ids, torch.tensor(t))).sum().item()
+                                 for t in (once, never, common))
     # Expected: 4000 * 4 / 8.8 = 1818 of each rare kind (standard deviation
     # 31) and 4000 * 0.8 / 8.8 = 364 common ones (18): a ratio of 10.
     assert 7 < (n_once + n_never) / max(n_common, 1) < 14, \
@@ -88,7 +91,8 @@ def test_draws_without_replacement_like_one_by_one(solution):
     rates = [(got & (ids == t)).sum().item() / len(ids) for t in tokens]
     # Standard deviations are at most 0.0065: a margin of 0.03 is over four.
     assert all(abs(r - w) < 0.03 for r, w in zip(rates, want)), \
-        f"how often each token is drawn: {[round(r, 3) for r in rates]}, expected {[round(w, 3) for w in want]}"
+        (f"how often each token is drawn: {[round(r, 3) for r in rates]}, "
+         f"expected {[round(w, 3) for w in want]}")
 
 
 def test_equal_counts_give_every_position_the_same_chance(solution):
@@ -102,5 +106,5 @@ def test_equal_counts_give_every_position_the_same_chance(solution):
 def test_the_seed_reproduces_the_mask(solution):
     ids = random_rows(16, 24, seed=9)
     counts = torch.randint(1, 5000, (VOCAB,), generator=gen(9))
-    assert_the_seed_reproduces(lambda seed: solution(batch_of(ids, ratio=0.15, generator=gen(seed), token_counts=counts)),
-                               other_seeds=[1])
+    run = lambda seed: solution(batch_of(ids, ratio=0.15, generator=gen(seed), token_counts=counts))
+    assert_the_seed_reproduces(run, other_seeds=[1])

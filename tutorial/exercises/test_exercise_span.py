@@ -1,9 +1,10 @@
-"""Grader of exercise 3 (span.py): ceil(k/3) top-scoring seeds, each grown by a neighbour on each side, within k."""
+"""Grader of exercise 3 (span.py): ceil(k/3) top-scoring seeds, each grown by a neighbour on each side,
+within k."""
 
 import torch
 
-from grading import (CLS, PAD, SEP, assert_follows_the_rule, assert_selection, assert_the_seed_reproduces, batch_of,
-                     gen, logits_with_loss, random_rows, ranked_logits, rows, select_on_random_rows)
+from grading import (CLS, PAD, SEP, assert_follows_the_rule, assert_selection, assert_the_seed_reproduces,
+                     batch_of, gen, logits_with_loss, random_rows, ranked_logits, rows, select_on_random_rows)
 
 EXERCISE = "span"
 
@@ -56,9 +57,12 @@ def test_spans_are_contiguous_around_seeds_and_within_the_budget(solution):
     for b in range(len(got)):
         count = int(got[b].sum())
         assert count <= k[b], f"row {b}: {count} tokens, above the budget {int(k[b])}"
-        seeds = by_score([i for i in range(got.shape[1]) if batch.maskable[b, i]], scores[b])[:(int(k[b]) + 2) // 3]
-        assert got[b, seeds].all(), f"row {b}: a seed (one of the top ceil(k/3) tokens {seeds}) is not selected"
-        lonely = [i for i in rows(got[b:b + 1])[0] if i not in seeds and not any(j in seeds for j in (i - 1, i + 1))]
+        candidates = [i for i in range(got.shape[1]) if batch.maskable[b, i]]
+        seeds = by_score(candidates, scores[b])[:(int(k[b]) + 2) // 3]
+        assert got[b, seeds].all(), \
+            f"row {b}: a seed (one of the top ceil(k/3) tokens {seeds}) is not selected"
+        lonely = [i for i in rows(got[b:b + 1])[0]
+                  if i not in seeds and not any(j in seeds for j in (i - 1, i + 1))]
         assert not lonely, f"row {b}: positions {lonely} are neither seeds nor next to one"
 
 

@@ -25,7 +25,8 @@ def words_of(ids, maskable):
 
 
 def expected(batch, scores, k, aggregate=max):
-    """Words by aggregate piece score (highest first, earlier word on ties), taken while fewer than k tokens."""
+    """Words by aggregate piece score (highest first, earlier word on ties), taken while fewer than k
+    tokens."""
     selected = torch.zeros(batch.input_ids.shape, dtype=torch.bool)
     for b in range(len(selected)):
         words = words_of(batch.input_ids[b], batch.maskable[b])
@@ -76,7 +77,8 @@ def test_selects_the_right_words_up_to_the_budget(solution):
 
 
 def test_words_are_never_split_and_the_budget_is_kept(solution):
-    batch, got, scores, k = select_on_random_rows(solution, 64, 32, seed=4, ratio=0.15, pieces=0.5, mask_seed=5)
+    batch, got, scores, k = select_on_random_rows(solution, 64, 32, seed=4, ratio=0.15, pieces=0.5,
+                                                  mask_seed=5)
     for b in range(len(got)):
         words = words_of(batch.input_ids[b], batch.maskable[b])
         taken = [w for w in words if got[b, w].any()]

@@ -7,8 +7,10 @@ whole-word masking does this for random masking (train.py --whole-word). Here
 you do it for self-questioning: the words the model has learned least go
 first.
 
-Grade it:  python -m pytest tutorial/exercises/test_exercise_whole_word.py --solution tutorial/exercises/whole_word.py
-Train:     python train.py --preset demo --masking-fn tutorial/exercises/whole_word.py:whole_word --out runs/whole-word
+Grade it:  python -m pytest tutorial/exercises/test_exercise_whole_word.py \
+               --solution tutorial/exercises/whole_word.py
+Train:     python train.py --preset demo --masking-fn tutorial/exercises/whole_word.py:whole_word \
+               --out runs/whole-word
 """
 
 import torch
@@ -46,4 +48,5 @@ def whole_word(batch: MaskingBatch) -> torch.Tensor:
       every position the index of its word's first piece; scatter_reduce
       gathers a score per word.)
     """
-    raise NotImplementedError("exercise 2: write whole_word() in this file (see its docstring), then grade it")
+    raise NotImplementedError("exercise 2: write whole_word() in this file (see its docstring), "
+                              "then grade it")
