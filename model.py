@@ -23,6 +23,7 @@ and every loaded tensor's shape is checked against the config.
 
 import json
 import os
+import pickle
 import re
 import warnings
 from dataclasses import dataclass, field, fields
@@ -429,6 +430,10 @@ def read_weights(folder: Path):
                 weights.update(load_file(f))
             else:
                 weights.update(torch.load(f, map_location="cpu", weights_only=True))
+        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refuses a pickle of other objects
+            reason = str(e).strip().splitlines()[0]
+            raise ValueError(f"{f}: not a plain file of weights (it holds other objects, which loading would "
+                             f"run); refusing it: {reason}") from None
         except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
             raise ValueError(f"{f}: cannot read the weights (truncated or corrupt file?): {e}") from None
     return weights, source

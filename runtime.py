@@ -5,25 +5,70 @@ Nothing here is self-evolution; it is what any PyTorch training script needs,
 written once so that train.py, finetune.py and bench.py run exactly the same
 code:
 
+  0. options      numbers checked at parse time, presets that never drop what
+                  the user typed
   1. the machine  device, torchrun's processes, the precision and its autocast
   2. copies       host -> GPU without a wait
   3. optimizing   AdamW's parameter groups, the learning-rate schedule, one
                   optimizer step (unscale, clip, step, update, zero)
   4. one training step over micro-batches, with gradient accumulation and DDP;
                   the loss of a micro-batch is the caller's (self_evolution.py's)
+  5. stopping     Ctrl-C (or SIGTERM) asks the loop to stop between two steps
 
 Reproducibility: every random draw of a micro-batch (masks, dropout) comes
 from `step_generator(seed, step, micro-batch)`, so the state of a run is its
 step counter plus the weights and optimizer moments.
 """
 
+import argparse
 import datetime
 import os
+import signal
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+# -----------------------------------------------------------------------------
+# 0. Options
+
+
+def number(kind=float, *, at_least=None, above=None, at_most=None, below=None):
+    """An argparse `type` that also checks the range, so a bad value is refused at parse time
+    with the option's name: "argument --ratio: 0 is not in (0, 1]"."""
+    low = f"[{at_least}" if at_least is not None else f"({above}" if above is not None else "(-inf"
+    high = f"{at_most}]" if at_most is not None else f"{below})" if below is not None else "inf)"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if ((at_least is not None and value < at_least) or (above is not None and value <= above)
+                or (at_most is not None and value > at_most) or (below is not None and value >= below)):
+            raise argparse.ArgumentTypeError(f"{text} is not in {low}, {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
+    """Parse `argv`, a `--preset NAME` first replacing the defaults of the options it names.
+
+    The preset becomes the parser's defaults before the real parse, so whatever
+    the user typed wins, in any spelling argparse accepts (`--lr 5e-3`,
+    `--lr=5e-3`, an abbreviation such as `--ste 7`).
+    """
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", choices=sorted(presets), default=default)
+    known, _ = first.parse_known_args(argv)
+    if known.preset:
+        parser.set_defaults(**presets[known.preset])
+    return parser.parse_args(argv, namespace)
+
 
 # -----------------------------------------------------------------------------
 # 1. The machine
@@ -51,6 +96,14 @@ class Machine:
         """Wait for every process (on the group for long waits); nothing with one process."""
         if self.world > 1:
             dist.barrier(group=self.long_waits)
+
+    def anyone(self, flag: bool) -> bool:
+        """Whether any process says so: a vote, at a point every process reaches (on the host)."""
+        if self.world == 1:
+            return flag
+        votes = torch.tensor([int(flag)])
+        dist.all_reduce(votes, group=self.long_waits)
+        return bool(votes.item())
 
 
 def setup(device="auto", precision="auto") -> Machine:
@@ -172,24 +225,73 @@ def step_generator(seed, step, micro, device):
 
 def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, step, n_micro, world=1, clip=1.0,
                autocast=nullcontext()):
-    """One optimizer step over this process's micro-batches; returns their share of the loss.
+    """One optimizer step over this process's micro-batches: (their share of the loss, the
+    tokens their losses were computed on), two tensors on the device.
 
     `micro_batches` holds (global micro-batch index, input ids, stored scores or
-    None); `micro_loss(input_ids, generator, scores=...)` returns the loss of one,
-    a mean over its masked tokens. The step follows the mean over all
-    `n_micro` micro-batches of the global batch, so neither accumulation nor
-    the number of processes changes the update. `model` is what the training
-    forward runs through (DDP or compiled, or the model itself).
+    None); `micro_loss(input_ids, generator, scores=...)` returns the loss of
+    one, a mean over its masked tokens, and their number. The step follows the
+    mean over all `n_micro` micro-batches of the global batch, so neither
+    accumulation nor the number of processes changes the update. `model` is
+    what the training forward runs through (DDP or compiled, or the model).
     """
     running = torch.zeros((), device=micro_batches[0][1].device)
+    counted = torch.zeros((), dtype=torch.long, device=running.device)
     for j, (micro, input_ids, scores) in enumerate(micro_batches):
         generator = step_generator(seed, step, micro, input_ids.device)
         last = j == len(micro_batches) - 1
         with model.no_sync() if world > 1 and not last else nullcontext():  # all-reduce once, after the last
             with autocast:
-                loss = micro_loss(input_ids, generator, scores=scores) / n_micro
+                loss, n = micro_loss(input_ids, generator, scores=scores)
+                loss = loss / n_micro
             # DDP averages gradients over processes, so each scales by `world`.
             scaler.scale(loss * world).backward()
         running += loss.detach()
+        counted += n
     optimizer_step(optimizer, scaler, model.parameters(), clip)
-    return running
+    return running, counted
+
+
+# -----------------------------------------------------------------------------
+# 5. Stopping between two steps
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM, recorded instead of raised: a loop checks `requested`
+    at its top, so a run stops between two steps, never inside an update.
+
+    Used as a context manager around the loop; the previous handlers come back
+    on exit. `signal_number` says which signal asked (exit status 128 + it, as
+    shells expect: 130 for Ctrl-C). A second Ctrl-C is recorded as well: a run
+    that must die at once can be killed (kill -9 leaves the last checkpoint).
+    A KeyboardInterrupt that code raises inside the block (Ctrl-C itself only
+    asks) ends the block and is recorded the same way, with `raised` set.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, message="stopping after this step, then saving a checkpoint"):
+        self.message, self.signal_number, self.raised, self._previous = message, None, False, {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def _record(self, number, frame):
+        if self.signal_number is None:
+            print(f"\n{signal.Signals(number).name}: {self.message}", flush=True)
+        self.signal_number = number
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only there can Python catch signals
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._record)
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        if kind is KeyboardInterrupt:
+            self.signal_number, self.raised = signal.SIGINT, True
+            return True
+        return False

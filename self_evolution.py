@@ -253,7 +253,8 @@ def micro_batch_loss(method, model, tok, input_ids, generator, phase=MAIN, progr
                      token_counts=None, wrapped=None):
     """One micro-batch of SE: question, select and corrupt (mask_batch), then the
     training forward on the corrupted input, projected at the masked positions
-    only, and the loss.
+    only, and the loss. Returns the loss and the number of masked tokens it is
+    a mean over (a rule that masks nothing trains on nothing: training says so).
 
     `model` is the one questioned; `wrapped` (default: `model`) is what the
     training forward runs through, the same model behind DDP or torch.compile.
@@ -261,4 +262,5 @@ def micro_batch_loss(method, model, tok, input_ids, generator, phase=MAIN, progr
     masked = mask_batch(method, model, tok, input_ids, generator, phase=phase, progress=progress,
                         scores=scores, token_counts=token_counts)
     logits = (model if wrapped is None else wrapped)(masked.corrupted, positions=masked.positions)
-    return loss(method, logits, masked.targets, masked.reference, phase)
+    n_masked = (masked.targets != IGNORE_INDEX).sum()
+    return loss(method, logits, masked.targets, masked.reference, phase), n_masked

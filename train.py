@@ -12,10 +12,13 @@ from data.py, the network and its checkpoints from model.py and tokenizer.py,
 and the held-out evaluation and the report from probe.py. It reads top to
 bottom:
 
-  1. options (defaults from the authors' code, presets for small runs)
-  2. checkpoints that a crash cannot corrupt
+  1. options (defaults from the authors' code, presets for small runs), all
+     checked when parsed
+  2. the run folder: checkpoints that a crash cannot corrupt and that load
+     no code, a resume that refuses other settings, one run at a time
   3. main: setup, then the loop (a random-masking warm-up for a fresh MLM
-     head, then the method), then the report
+     head, then the method), then the report. Ctrl-C stops the loop between
+     two steps; the run saves and exits with status 130
 
 Reproducibility: every random draw of a step (masks, dropout) comes from a
 generator seeded by (seed, step, micro-batch), and the order of the blocks by
@@ -29,9 +32,12 @@ import functools
 import gc
 import json
 import os
+import pickle
 import shutil
-import sys
+import signal
+import socket
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +49,7 @@ import data
 import probe
 import runtime
 import self_evolution as se
-from model import MaskedLM, latest_checkpoint
+from model import MaskedLM, atomic_write, latest_checkpoint
 from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
@@ -63,13 +69,28 @@ PRESETS = {
 SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace plan."  # the paper's example
 
 
+# What a resumed run may change: how far it goes, how often it reports and
+# saves, and how it runs on the machine. Everything else (the model, the data,
+# the method, the optimizer, the seed, the batch) must be what the checkpoint
+# was trained with; a resume that differs is refused, naming each difference.
+# --micro-batch-size draws other masks and dropout (they are seeded per
+# micro-batch): an equally valid run, not the same one.
+CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "quiet", "sample", "device",
+                        "precision", "compile", "micro_batch_size", "cache_dir", "resume", "preset", "out")
+
+
 def parse_args(argv=None):
     """The options, and the method's settings built from them (self_evolution.Method)."""
     M = se.Method  # the method's defaults live with the method
+    count, positive = runtime.number(int, at_least=0), runtime.number(int, at_least=1)
+    share = runtime.number(float, at_least=0, at_most=1)
     ap = argparse.ArgumentParser(
         description="Continue the MLM pretraining of a BERT/RoBERTa checkpoint with random masking or "
                     "self-evolution (informative masking + token-specific label smoothing). "
                     "Defaults follow the authors' code.",
+        epilog="--resume continues the run in --out exactly. It may change only "
+               + ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME[:-3])
+               + "; any other option that differs from the checkpoint's is refused.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS),
                     help="a named set of defaults (options given explicitly win)")
@@ -77,9 +98,10 @@ def parse_args(argv=None):
     g.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
     g.add_argument("--corpus", nargs="+", default=["wiki"],
                    help="UTF-8 text files (documents separated by blank lines), or 'wiki'")
-    g.add_argument("--block-length", type=int, default=512,
+    g.add_argument("--block-length", type=runtime.number(int, at_least=3), default=512,
                    help="tokens per training block, [CLS] and [SEP] included")
-    g.add_argument("--heldout", type=float, default=0.01, help="share of blocks kept for evaluation")
+    g.add_argument("--heldout", type=runtime.number(float, at_least=0, below=1), default=0.01,
+                   help="share of the corpus's tokens kept for evaluation (0: no evaluation)")
     g.add_argument("--cache-dir", default=None,
                    help="where tokenized corpora are cached; None: $SE_CACHE, else ~/.cache/self-evolution")
     g = ap.add_argument_group("method (self_evolution.Method)")
@@ -88,12 +110,13 @@ def parse_args(argv=None):
     g.add_argument("--score", choices=["loss", "entropy"], default=M.score, help="self-questioning score")
     g.add_argument("--select", choices=["ratio", "threshold"], default=M.select,
                    help="top tokens up to --ratio, or every token above --threshold (the authors' rule)")
-    g.add_argument("--ratio", type=float, default=M.ratio, help="masking budget per sequence")
+    g.add_argument("--ratio", type=runtime.number(float, above=0, at_most=1), default=M.ratio,
+                   help="masking budget per sequence")
     g.add_argument("--threshold", type=float, default=M.threshold,
-                   help="score threshold for --select threshold")
-    g.add_argument("--informative-fraction", type=float, default=M.informative_fraction,
+                   help="score threshold for --select threshold (refused with --select ratio)")
+    g.add_argument("--informative-fraction", type=share, default=M.informative_fraction,
                    help="share of the budget spent on top-scoring tokens; the rest is random")
-    g.add_argument("--informative-split", type=float, nargs=3, default=list(M.informative_split),
+    g.add_argument("--informative-split", type=share, nargs=3, default=list(M.informative_split),
                    metavar=("MASK", "RANDOM", "KEEP"),
                    help="how selected informative tokens are corrupted; the authors mask them all")
     g.add_argument("--whole-word", action="store_true", help="random masking selects whole words")
@@ -107,30 +130,32 @@ def parse_args(argv=None):
     g.add_argument("--smoothing", choices=["none", "uniform", "token"], default=M.smoothing,
                    help="plain cross-entropy, ordinary label smoothing, or token-specific label smoothing "
                         "(SE stage 2)")
-    g.add_argument("--alpha", type=float, default=M.alpha, help="label-smoothing weight")
+    g.add_argument("--alpha", type=share, default=M.alpha, help="label-smoothing weight")
     g = ap.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=60000,
+    g.add_argument("--steps", type=positive, default=60000,
                    help="optimizer steps of the chosen method, after --head-warmup")
-    g.add_argument("--batch-size", type=int, default=8,
+    g.add_argument("--batch-size", type=positive, default=8,
                    help="sequences per optimizer step, over all processes")
-    g.add_argument("--micro-batch-size", type=int, default=None,
+    g.add_argument("--micro-batch-size", type=positive, default=None,
                    help="sequences per forward pass (gradient accumulation); None: the whole batch")
-    g.add_argument("--lr", type=float, default=1e-5)
-    g.add_argument("--warmup", type=int, default=6000, help="linear warm-up steps")
+    g.add_argument("--lr", type=runtime.number(float, at_least=0), default=1e-5)
+    g.add_argument("--warmup", type=count, default=6000, help="linear warm-up steps")
     g.add_argument("--schedule", choices=["linear", "poly", "constant"], default="poly",
                    help="decay after warm-up (to 0 at the last step)")
-    g.add_argument("--power", type=float, default=1.0,
+    g.add_argument("--power", type=runtime.number(float, above=0), default=1.0,
                    help="power of the polynomial decay (fairseq's default 1.0 is linear)")
-    g.add_argument("--weight-decay", type=float, default=0.01,
+    g.add_argument("--weight-decay", type=runtime.number(float, at_least=0), default=0.01,
                    help="AdamW decay; biases and LayerNorm are never decayed")
-    g.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999])
-    g.add_argument("--eps", type=float, default=1e-6)
-    g.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
-    g.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
-    g.add_argument("--head-warmup", type=int, default=0,
+    g.add_argument("--betas", type=runtime.number(float, at_least=0, below=1), nargs=2, default=[0.9, 0.999])
+    g.add_argument("--eps", type=runtime.number(float, above=0), default=1e-6)
+    g.add_argument("--clip", type=runtime.number(float, at_least=0), default=1.0,
+                   help="gradient-norm clipping (0: off)")
+    g.add_argument("--dropout", type=runtime.number(float, at_least=0, below=1), default=0.1,
+                   help="hidden and attention dropout")
+    g.add_argument("--head-warmup", type=count, default=0,
                    help="steps of random masking + cross-entropy before the method, for a checkpoint whose "
                         "MLM head is new")
-    g.add_argument("--head-lr", type=float, default=1e-3,
+    g.add_argument("--head-lr", type=runtime.number(float, at_least=0), default=1e-3,
                    help="learning rate of the MLM head during --head-warmup")
     g = ap.add_argument_group("machine")
     g.add_argument("--device", default="auto",
@@ -145,20 +170,22 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=int, default=0)
     g = ap.add_argument_group("output")
     g.add_argument("--out", default="runs/se", help="run folder: checkpoint, log.jsonl, scores.html")
-    g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    g.add_argument("--log-every", type=int, default=10)
-    g.add_argument("--eval-every", type=int, default=1000)
-    g.add_argument("--eval-blocks", type=int, default=256, help="held-out blocks per evaluation")
-    g.add_argument("--save-every", type=int, default=1000)
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out, with the same settings (see below)")
+    g.add_argument("--log-every", type=positive, default=10)
+    g.add_argument("--eval-every", type=positive, default=1000)
+    g.add_argument("--eval-blocks", type=positive, default=256, help="held-out blocks per evaluation")
+    g.add_argument("--save-every", type=positive, default=1000)
     g.add_argument("--sample", default=SAMPLE, help="sentence whose self-questioning picks are printed")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
-    if args.preset:  # a preset replaces defaults, never what the user typed
-        typed = argv if argv is not None else sys.argv[1:]
-        given = {a.dest for a in ap._actions if any(s in typed for s in a.option_strings)}
-        for k, v in PRESETS[args.preset].items():
-            if k not in given:
-                setattr(args, k, v)
+    # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
+    args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
+    if args.threshold is not None and args.select != "threshold":
+        ap.error(f"--threshold {args.threshold} is used only with --select threshold")
+    args.threshold = M.threshold if args.threshold is None else args.threshold
+    if abs(sum(args.informative_split) - 1) > 1e-6:
+        ap.error(f"--informative-split {' '.join(map(str, args.informative_split))}: the three shares must "
+                 "sum to 1")
     if args.masking_fn and args.questioning == "offline":
         ap.error("--masking-fn questions the model online, when the function asks for it; "
                  "drop --questioning offline")
@@ -174,31 +201,125 @@ def parse_args(argv=None):
 
 
 # -----------------------------------------------------------------------------
-# 2. Checkpoints that a crash cannot corrupt
+# 2. The run folder: checkpoints a crash cannot corrupt, a resume that is exact
+
+STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
 
 
 def save_checkpoint(out, step, model, tok, optimizer, scaler, settings):
     """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
 
     A crash at any moment leaves `latest` naming a complete checkpoint: the
-    folder appears only when everything in it is written, and `latest` is
-    replaced in one atomic rename. `settings`: the run's options, as chosen.
+    folder appears only when everything in it is written, `latest` is replaced
+    in one atomic rename, and the folder `latest` names is never removed. The
+    state holds tensors and plain numbers only (torch.load(weights_only=True)
+    reads it, so loading it runs no code); `settings`, the run's options as
+    chosen, go beside it as JSON.
     """
     final = out / f"step-{step:07d}"
+    if (out / "latest").is_file() and latest_checkpoint(out) == final:
+        return final  # this very step is saved already (a stop right after a periodic save)
     tmp = out / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-             "args": settings}
-    torch.save(state, tmp / "training_state.pt")
-    shutil.rmtree(final, ignore_errors=True)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    torch.save(state, tmp / STATE)
+    (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)  # a stale one from a run that went past `latest`
     os.replace(tmp, final)
     (out / "latest.tmp").write_text(final.name + "\n")
     os.replace(out / "latest.tmp", out / "latest")
-    for old in sorted(out.glob("step-*"))[:-2]:  # keep the newest two
-        shutil.rmtree(old, ignore_errors=True)
+    kept = sorted(p for p in out.glob("step-*") if p.name <= final.name)[-2:]  # this one and the one before
+    for old in out.glob("step-*"):
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def load_state(start, device):
+    """The optimizer and scaler state and the step of a checkpoint, and the options it was trained with."""
+    path = start / STATE
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)  # plain types only: no code runs
+        if not isinstance(state, dict) or not {"step", "optimizer", "scaler"} <= state.keys():
+            raise ValueError("it lacks the step, optimizer or scaler state")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"{path}: not a training state of this project (it holds other objects, or it is "
+                         f"damaged); refusing to resume from it: {reason}") from None
+    options = state.pop("args", None)  # older checkpoints kept the options inside the state
+    if (start / OPTIONS).is_file():
+        options = json.loads((start / OPTIONS).read_text(encoding="utf-8"))
+    return state, options or {}
+
+
+def check_resume(out, settings, stored):
+    """Refuse a resume whose settings differ from the checkpoint's, except those it may change."""
+    now = json.loads(json.dumps(settings))  # as JSON has them: tuples become lists
+    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now" for k in sorted(now)
+               if k in stored and k not in CHANGEABLE_ON_RESUME and stored[k] != now[k]]
+    if changed:
+        may = ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME[:-3])
+        raise SystemExit(f"{out}: cannot resume with other settings than the checkpoint's "
+                         f"({'; '.join(changed)}); use the checkpoint's, or choose another --out. "
+                         f"A resume may change only {may}")
+
+
+def trim_log(out, step):
+    """On resume: drop what the log says of steps after the checkpoint (they are run again), and the
+    evaluations at its step that the resumed run repeats (the method's start) or supersedes (the end)."""
+    path = out / LOG
+    if path.is_file():
+        entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = [e for e in entries if e["step"] < step or
+                (e["step"] == step and e["phase"] not in ("start", "after warm-up", "end"))]
+        text = "".join(json.dumps(e) + "\n" for e in kept)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+class RunLock:
+    """One run at a time in a run folder: a lock file naming the process that holds it.
+
+    A lock left by a process that is gone (a crash, kill -9) is taken over; a
+    live one makes the second run stop with its process id.
+    """
+
+    def __init__(self, out):
+        self.path, self.owner = Path(out) / ".lock", f"{os.getpid()} {socket.gethostname()}"
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid, _, host = self.path.read_text().strip().partition(" ")
+            if host != socket.gethostname():
+                raise SystemExit(f"{self.path.parent} is in use by process {pid} on {host}; "
+                                 f"if that run is gone, delete {self.path}") from None
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                raise SystemExit(f"{self.path.parent} is in use by another run (process {pid}): wait for it "
+                                 "to end, or choose another --out") from None
+            print(f"{self.path}: taking over the lock of process {pid}, which is gone")
+            self.path.unlink()
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, (self.owner + "\n").encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self.path.is_file() and self.path.read_text().strip() == self.owner:
+            self.path.unlink()
+        return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 # -----------------------------------------------------------------------------
@@ -206,23 +327,34 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings):
 
 
 def main(argv=None):
+    """Train; return the log's entries. An interrupted run saves, then exits with 128 + the signal (130)."""
     args, method = parse_args(argv)
     machine = runtime.setup(args.device, args.precision)
+    out = Path(args.out)
+    if machine.main:
+        out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out) if machine.main else nullcontext():
+        return run(args, method, machine, out)
+
+
+def run(args, method, machine, out):
+    """Setup, the loop, the report: one run in the run folder `out`, which main holds locked."""
     device, world = machine.device, machine.world
     log = print if machine.main else (lambda *a, **k: None)
     n_micro = args.batch_size // args.micro_batch_size
     if n_micro % world:
         raise SystemExit(f"--batch-size / --micro-batch-size = {n_micro} micro-batches do not split over "
                          f"{world} processes")
-    out = Path(args.out)
-    if machine.main:
-        out.mkdir(parents=True, exist_ok=True)
     if (out / "latest").exists() and not args.resume:
         raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): "
                          "continue it with --resume, or choose another --out")
+    settings = {**vars(args), "device": str(device), "precision": machine.precision}  # as chosen
+    start = latest_checkpoint(out) if args.resume else None
+    if start:
+        state, stored = load_state(start, device)
+        check_resume(out, settings, stored)
 
     # The model, the tokenizer and the corpus.
-    start = latest_checkpoint(out) if args.resume else None
     tok = Tokenizer(start or args.model)
     tok.continuation = tok.continuation.to(device)  # read by masking at every step: copied once, not per step
     torch.manual_seed(args.seed)  # a fresh MLM head starts from seeded random weights
@@ -240,7 +372,8 @@ def main(argv=None):
         token_counts = data.token_counts(train, tok.vocab_size).to(device)
     per_epoch = len(train) // args.batch_size
     if per_epoch == 0:
-        raise SystemExit(f"{info['n_blocks']} training blocks are fewer than one batch of {args.batch_size}")
+        raise SystemExit(f"{len(train)} training blocks (and {len(heldout)} held-out) are fewer than one "
+                         f"batch of {args.batch_size}: add text, or lower --batch-size or --block-length")
 
     # The optimizer, its schedule, and where a resumed run left off.
     optimizer = runtime.make_optimizer(model, args.lr, args.weight_decay, args.betas, args.eps)
@@ -251,12 +384,16 @@ def main(argv=None):
                               schedule=args.schedule, power=args.power, head_warmup=args.head_warmup)
     step = 0
     if start:
-        state = torch.load(start / "training_state.pt", map_location=device, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         if state["scaler"] and fp16:  # saved without fp16, a run has no scale yet: the scaler starts its own
             scaler.load_state_dict(state["scaler"])
         step = state["step"]
         log(f"resumed from {start} at step {step}")
+        if machine.main:
+            trim_log(out, step)
+        if step >= total:
+            log(f"the run is complete: step {step} of {total}; give a larger --steps to go on")
+            return []
     wrapped = model  # what the training forward runs through: the model, behind DDP and torch.compile
     if world > 1:
         gpus = [device.index] if device.type == "cuda" else None
@@ -264,7 +401,6 @@ def main(argv=None):
     if args.compile:
         wrapped = torch.compile(wrapped)
 
-    settings = {**vars(args), "device": str(device), "precision": machine.precision}  # as chosen
     log(f"model {args.model}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters | "
         f"device {device} x{world}, {machine.precision}")
@@ -275,20 +411,22 @@ def main(argv=None):
 
     # Two fixed held-out sets: random positions from the start, the hardest
     # tokens once the method begins (kept for resumed runs).
+    if len(heldout) == 0:
+        log("no held-out blocks (--heldout 0): the held-out evaluations and the score page are skipped")
     batches = probe.random_masks(tok, heldout, args.eval_blocks, args.micro_batch_size, device)
     hard, hard_path = None, out / "hardest-heldout.pt"
     if hard_path.exists() and step > args.head_warmup:
-        hard = torch.load(hard_path, map_location=device)
+        hard = torch.load(hard_path, map_location=device, weights_only=True)
     history = []
 
     def record(entry):
         if machine.main:
             history.append(entry)
-            with open(out / "log.jsonl", "a") as f:
+            with open(out / LOG, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
     def run_eval(label):
-        if machine.main:
+        if machine.main and batches:
             result = {"step": step, "phase": label, **probe.evaluate(model, batches, machine.autocast)}
             text = f"held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f}"
             if hard:
@@ -303,23 +441,31 @@ def main(argv=None):
         run_eval("start")
     stored = None  # offline questioning: the scores of every training block
     bar = tqdm(total=total, initial=step, disable=args.quiet or not machine.main, dynamic_ncols=True)
-    tokens_seen, steps_since_log, t0, running = 0, 0, time.time(), torch.zeros((), device=device)
-    interrupted = False
-    try:
+    # Summed on the device between two log lines (read there, so the step never waits for the GPU):
+    # the loss, the masked tokens, the steps that masked none.
+    sums, steps_since_log, tokens_seen, t0 = torch.zeros(3, device=device), 0, 0, time.time()
+    phase_began, masked_in_phase, warned = step, 0, False
+    # A step raising KeyboardInterrupt does so before its update: the weights stay those of `step`.
+    with runtime.StopRequest() as stop:
         while step < total:
+            if machine.anyone(stop.requested):  # Ctrl-C takes effect here, between two steps
+                stop.signal_number = stop.signal_number or signal.SIGINT  # another process's
+                break
             phase = se.WARM_UP if step < args.head_warmup else se.MAIN
             progress = min(1.0, max(0, step - args.head_warmup) / max(1, args.steps - 1))
             if step == args.head_warmup:  # the method begins: show what it sees
-                if machine.main:
+                phase_began, masked_in_phase = step, 0
+                if machine.main and len(heldout):
                     hard = probe.hardest_masks(method, model, tok, heldout, args.eval_blocks,
                                                args.micro_batch_size, machine)
                     torch.save(hard, hard_path)
                 run_eval("after warm-up" if step > 0 else "start")  # with the hardest tokens now fixed
                 if machine.main and (method.masking == "informative" or method.rule):
                     print(probe.show_picks(method, model, tok, args.sample, machine, token_counts))
-                    probe.write_score_page(method, model, tok, heldout, machine, out / "scores.html",
-                                           name=args.model, token_counts=token_counts)
-                    log(f"token scores of held-out passages: {out / 'scores.html'}")
+                    if len(heldout):
+                        probe.write_score_page(method, model, tok, heldout, machine, out / "scores.html",
+                                               name=args.model, token_counts=token_counts)
+                        log(f"token scores of held-out passages: {out / 'scores.html'}")
             offline = phase == se.MAIN and method.masking == "informative" and args.questioning == "offline"
             if offline and stored is None:
                 path = out / f"scores-step{args.head_warmup}.npy"
@@ -341,55 +487,68 @@ def main(argv=None):
                 micro_batches.append((micro, runtime.to_device(train.batch(part), device), scores))
             micro_loss = functools.partial(se.micro_batch_loss, method, model, tok, phase=phase,
                                            progress=progress, token_counts=token_counts, wrapped=wrapped)
-            running += runtime.train_step(wrapped, optimizer, scaler, micro_batches, micro_loss,
-                                          seed=args.seed, step=step, n_micro=n_micro, world=world,
-                                          clip=args.clip, autocast=machine.autocast)
+            loss, masked = runtime.train_step(wrapped, optimizer, scaler, micro_batches, micro_loss,
+                                              seed=args.seed, step=step, n_micro=n_micro, world=world,
+                                              clip=args.clip, autocast=machine.autocast)
+            sums += torch.stack([loss, masked.float(), (masked == 0).float()])
             tokens_seen += len(micro_batches) * args.micro_batch_size * args.block_length
             step += 1
             steps_since_log += 1
             bar.update(1)
             if step % args.log_every == 0 or step in (args.head_warmup, total):
                 if world > 1:
-                    dist.all_reduce(running)
+                    dist.all_reduce(sums)
+                loss_sum, masked_sum, empty_steps = sums.tolist()
                 elapsed = time.time() - t0
-                entry = {"step": step, "phase": phase, "loss": running.item() / steps_since_log,
+                entry = {"step": step, "phase": phase, "loss": loss_sum / steps_since_log,
                          "lr": lr, "tokens_per_s": tokens_seen * world / max(elapsed, 1e-9)}
                 record(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}",
                                 tok_s=f"{entry['tokens_per_s']:.0f}")
-                running.zero_()
+                # A rule that masks nothing trains on nothing: say so once, stop if it goes on.
+                masked_in_phase += masked_sum
+                if empty_steps and not warned:
+                    log(f"\nwarning: {empty_steps:.0f} of the {steps_since_log} steps to step {step} masked "
+                        "no token: they train on nothing")
+                    warned = True
+                phase_end = args.head_warmup if phase == se.WARM_UP else total
+                checked = min(args.eval_every, phase_end - phase_began)  # the first evaluation interval
+                if masked_in_phase == 0 and step - phase_began >= checked:
+                    raise SystemExit(f"no token was masked in steps {phase_began + 1}-{step} ({phase}): the "
+                                     "masking rule selects nothing, so nothing is trained; check --ratio, "
+                                     "--select threshold --threshold, or the --masking-fn function")
+                sums.zero_()
                 tokens_seen, steps_since_log, t0 = 0, 0, time.time()
             if step % args.eval_every == 0 and step != total:
                 run_eval(phase)
             if machine.main and (step % args.save_every == 0 or step == total):
                 save_checkpoint(out, step, model, tok, optimizer, scaler, settings)
-    except KeyboardInterrupt:
-        interrupted = True
-        if machine.main:
-            bar.close()
-            path = save_checkpoint(out, step, model, tok, optimizer, scaler, settings)
-            print(f"\ninterrupted at step {step}; saved {path}; continue with --resume")
     bar.close()
 
     # The report: held-out MLM before and after, and where the checkpoint is.
-    if not interrupted:
+    if not stop.requested:
         run_eval("end")
-        if machine.main:
-            evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]
-            for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
-                points = [f"{e[f'{key}_accuracy']:.3f} / {e[f'{key}_loss']:.2f} ({e['phase']}, "
-                          f"step {e['step']})" for e in evals if f"{key}_accuracy" in e]
-                if points:
-                    print(f"held-out MLM accuracy / loss, {what}: " + " -> ".join(points))
-            print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / 'log.jsonl'})")
+    if machine.main and stop.requested:
+        path = save_checkpoint(out, step, model, tok, optimizer, scaler, settings)
+        print(f"\ninterrupted at step {step} of {total}; saved {path}; continue with --resume", flush=True)
+    elif machine.main:
+        evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]
+        for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
+            points = [f"{e[f'{key}_accuracy']:.3f} / {e[f'{key}_loss']:.2f} ({e['phase']}, "
+                      f"step {e['step']})" for e in evals if f"{key}_accuracy" in e]
+            if points:
+                print(f"held-out MLM accuracy / loss, {what}: " + " -> ".join(points))
+        print(f"checkpoint: {latest_checkpoint(out)}  (log: {out / LOG})")
     if world > 1:
-        if not interrupted:
+        if not stop.raised:
             machine.barrier()  # the first process may still be evaluating and saving: leave together
         # DDP holds the process group: free it now, or Gloo's threads are torn
         # down with the interpreter at exit, which can abort the process.
         del wrapped
         gc.collect()
         dist.destroy_process_group()
+    if stop.requested:  # as a shell reports a stopped program: never taken for a finished run
+        raise SystemExit(128 + stop.signal_number)
     return history
 
 

@@ -31,7 +31,7 @@ def gen(seed=3):
 def test_one_micro_batch_follows_the_paper(tiny):
     """micro_batch_loss = question, select, corrupt, then TLS on the masked forward, computed here by hand."""
     model, tok, ids = tiny
-    got = se.micro_batch_loss(se.Method(), model, tok, ids, gen())
+    got, n_masked = se.micro_batch_loss(se.Method(), model, tok, ids, gen())
     assert model.training  # questioning switched to eval mode and back
     with torch.no_grad():  # stage 1: the unmasked forward, scored by the token's own loss
         unmasked = model.eval()(ids)
@@ -41,7 +41,7 @@ def test_one_micro_batch_follows_the_paper(tiny):
     corrupted = apply_mask(ids, selected, tok.mask_id)  # every selected token -> [MASK]
     logits = model(corrupted, positions=selected)
     expected = token_specific_label_smoothing(logits, ids[selected], unmasked[selected], 0.1)
-    assert selected.sum() >= 4
+    assert n_masked == selected.sum() >= 4
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 

@@ -84,7 +84,9 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, mon
         return real(seed, step, micro, device)
 
     monkeypatch.setattr(runtime, "step_generator", stop_at_4)
-    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
+    with pytest.raises(SystemExit) as stopped:  # an interrupted run exits as shells expect, never as done
+        train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
+    assert stopped.value.code == 130
     assert latest_checkpoint(tmp_path / "split").name == "step-0000004"
     monkeypatch.setattr(runtime, "step_generator", real)
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common, "--resume"))
@@ -246,8 +248,8 @@ def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
     with autocast:
         assert precision == "fp32" or not torch.is_autocast_cache_enabled()
     with autocast:  # as runtime.train_step runs a micro-batch
-        loss = se.micro_batch_loss(method, model, tok, ids, torch.Generator(device).manual_seed(0),
-                                   scores=scores)
+        loss, _ = se.micro_batch_loss(method, model, tok, ids, torch.Generator(device).manual_seed(0),
+                                      scores=scores)
     loss.backward()
     assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
 
@@ -340,7 +342,7 @@ def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precisio
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any synchronising call below raises
     try:
-        losses = [step(i) for i in range(2, 5)]
+        losses = [step(i)[0] for i in range(2, 5)]
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(torch.isfinite(loss) for loss in losses)
