@@ -2,25 +2,33 @@
 ablation.py -- does self-evolution beat random masking? The paper's ablation on your model and hardware.
 
     python ablation.py --preset small     # MiniLM + Wikipedia, 2 CPU cores, under an hour: a smoke test
+    python ablation.py --preset study     # the same with the power to see an effect: 2 CPU cores, hours
     python ablation.py --preset full      # BERT-base, one GPU, a few hours
 
 From one starting checkpoint, one corpus, one budget of steps and one seed, it
-1. continues pretraining four ways (the paper's Table 3 ablation):
+1. continues pretraining several ways (the paper's Table 3 ablation, and the
+   authors' own rule):
      (a) random masking + cross-entropy          -- the baseline, BERT's MLM
      (b) informative masking + cross-entropy     -- SE stage 1 only
      (c) random masking + token-specific LS      -- SE stage 2 only
      (d) self-evolution: informative + token-specific LS
-2. fine-tunes the starting checkpoint and (a)-(d) on a few GLUE/SuperGLUE
+     (e) the authors' rule: an offline pass, every token with loss > 0.1
+         masked, TLS (--variants; the study preset runs all five)
+2. probes the start and every variant (probe.py): BLiMP's minimal pairs and
+   held-out MLM on fixed masks (random positions, and the tokens the start
+   model finds hardest), at the end and at kept checkpoints along the way;
+3. fine-tunes the starting checkpoint and the variants on a few GLUE/SuperGLUE
    tasks, several seeds each (finetune.py);
-3. writes a markdown table (mean +/- std over the seeds, an average column,
-   the pretraining cost) and a plot of held-out MLM loss during pretraining.
+4. writes markdown tables (mean +/- std over the seeds, an average column,
+   the pretraining cost; each variant's paired difference from (a) with a 95%
+   bootstrap interval) and plots of held-out MLM loss and BLiMP over the steps.
 
 Each stage runs the project's own command lines, printed as they run: train.py
 in a process of its own, finetune.py's main. Every stage stores its result in
 --out and is skipped when it is already there, so a stopped ablation
 continues where it stopped when run again.
 A checkpoint without an MLM head (MiniLM) first gets the short random-masking
-warm-up of train.py, and that warmed-up model is the common start of all four.
+warm-up of train.py, and that warmed-up model is the common start of all variants.
 """
 
 import argparse
@@ -30,14 +38,19 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+import data
 import finetune
+import probe
 import runtime
-from model import EncoderConfig, MaskedLM, latest_checkpoint, resolve_checkpoint
+import self_evolution as se
+from model import EncoderConfig, MaskedLM, atomic_write, latest_checkpoint, resolve_checkpoint
+from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent
 
@@ -48,7 +61,13 @@ VARIANTS = {  # name -> (what it is, train.py options)
     "tls": ("(c) random masking + token-specific LS", ["--masking", "random", "--smoothing", "token"]),
     "se": ("(d) self-evolution: informative + token-specific LS",
            ["--masking", "informative", "--smoothing", "token"]),
+    # The authors' code: a separate scoring pass, every token whose loss is above 0.1 masked (no budget),
+    # all of them replaced by the mask token, TLS with alpha 0.1 (../shared/PAPER_NOTES.md).
+    "authors": ("(e) the authors' rule: offline pass, loss > 0.1, TLS",
+                ["--masking", "informative", "--smoothing", "token", "--questioning", "offline",
+                 "--select", "threshold", "--threshold", "0.1"]),
 }
+PAPER = ["random", "informative", "tls", "se"]  # the paper's Table 3
 
 PRESETS = {
     # 2 CPU cores, under an hour. Its numbers are a smoke test: 60 steps of
@@ -56,6 +75,17 @@ PRESETS = {
     # cannot separate methods that differ by 1-2 points.
     "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3,
                   steps=60, block_length=128, batch_size=16, lr=1e-4, warmup=10,
+                  tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3],
+                  ft_epochs=2, ft_lr=1e-4, ft_batch_size=16, max_train=256, max_length=96),
+    # 2 CPU cores, a few hours: a start model whose MLM head has learned (the
+    # warm-up length read off its accuracy curve, README), five times the
+    # held-out text, 300 steps of every variant, and instruments with power:
+    # BLiMP (100 pairs of each paradigm) and held-out MLM, compared pair by
+    # pair (block by block) with (a). Its fine-tuning is the small preset's,
+    # still a smoke test.
+    "study": dict(model="minilm", corpus=["wiki"], head_warmup=800, head_lr=2e-3,
+                  steps=300, block_length=128, batch_size=16, lr=1e-4, warmup=10, heldout=0.05,
+                  variants=list(VARIANTS), eval_blocks=256, blimp_pairs=100, curve_every=100, curve_pairs=20,
                   tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3],
                   ft_epochs=2, ft_lr=1e-4, ft_batch_size=16, max_train=256, max_length=96),
     # One GPU: BERT-base (hub id, cached once), its own MLM head, the paper's
@@ -84,6 +114,18 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=positive)
     ap.add_argument("--lr", type=rate, help="continued-pretraining learning rate")
     ap.add_argument("--warmup", type=count, help="continued-pretraining warm-up steps")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=PAPER, metavar="VARIANT",
+                    help=f"which of {', '.join(VARIANTS)}; random, (a), is the baseline of the comparisons")
+    ap.add_argument("--heldout", type=runtime.number(float, above=0, below=1), default=0.01,
+                    help="share of the corpus held out for the MLM evaluations")
+    ap.add_argument("--eval-blocks", type=positive, default=64,
+                    help="held-out blocks the MLM evaluations use")
+    ap.add_argument("--blimp-pairs", type=count, default=0,
+                    help="BLiMP pairs of each paradigm scored for the start and every variant (0: none)")
+    ap.add_argument("--curve-every", type=count, default=0,
+                    help="keep a checkpoint of every variant each this many steps, and probe it (0: none)")
+    ap.add_argument("--curve-pairs", type=count, default=20,
+                    help="BLiMP pairs of each paradigm along the curve")
     ap.add_argument("--tasks", nargs="+", choices=sorted(finetune.TASKS), metavar="TASK")
     ap.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds")
     ap.add_argument("--ft-epochs", type=positive)
@@ -92,10 +134,10 @@ def parse_args(argv=None):
     ap.add_argument("--max-train", type=count, help="fine-tuning examples per task (0: all)")
     ap.add_argument("--max-length", type=positive, help="fine-tuning tokens per input")
     ap.add_argument("--data-root", default=None,
-                    help="folder with glue/ and superglue/; "
-                         f"None: $SE_DATA, else {finetune.DEFAULT_DATA_ROOT}")
+                    help="folder with glue/, superglue/ and blimp/; "
+                         f"None: $SE_DATA, else {data.DEFAULT_DATA_ROOT}")
     ap.add_argument("--seed", type=int, default=0,
-                    help="continued-pretraining seed (the same for all four variants)")
+                    help="continued-pretraining seed (the same for every variant)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=None, help="results folder; None: runs/ablation-<preset>")
@@ -103,6 +145,9 @@ def parse_args(argv=None):
                     help="allow --out to replace a result committed under results/")
     ap.add_argument("--quiet", action="store_true")
     args = runtime.parse_with_preset(ap, PRESETS, argv, default="small")
+    if "random" not in args.variants:
+        ap.error("--variants must include random: (a) is what the others are compared with")
+    args.variants = [v for v in VARIANTS if v in args.variants]  # in the table's order
     args.out = Path(args.out or f"runs/ablation-{args.preset}")
     committed = args.out.resolve().is_relative_to(ROOT / "results") and (args.out / "results.json").exists()
     if committed and not args.force:
@@ -112,7 +157,8 @@ def parse_args(argv=None):
 
 
 SETTINGS = ("model", "corpus", "head_warmup", "head_lr", "steps", "block_length", "batch_size", "lr",
-            "warmup", "seed", "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length")
+            "warmup", "seed", "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length",
+            "variants", "heldout", "eval_blocks", "blimp_pairs", "curve_every", "curve_pairs")
 
 
 def check_settings(args):
@@ -130,7 +176,7 @@ def check_settings(args):
 
 
 # -----------------------------------------------------------------------------
-# 1. Continued pretraining: the common start, then the four variants
+# 1. Continued pretraining: the common start, then the variants
 
 
 def pretrain(args, name, model, options, steps, head_warmup=0):
@@ -138,12 +184,18 @@ def pretrain(args, name, model, options, steps, head_warmup=0):
     run, done = args.out / "pretrain" / name, args.out / "pretrain" / f"{name}.json"
     if done.exists():
         return json.loads(done.read_text())
+    eval_every = max(1, (steps + head_warmup) // 4)
+    if args.curve_every:  # a study: the warm-up's accuracy curve every 50 steps, a variant's 20 points
+        eval_every = 50 if not steps else max(1, steps // 20)
     argv = ["--model", str(model), "--corpus", *args.corpus, "--block-length", str(args.block_length),
             "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-warmup", str(head_warmup),
             "--head-lr", str(args.head_lr), "--lr", str(args.lr), "--warmup", str(args.warmup),
             "--seed", str(args.seed), "--device", args.device,
-            "--out", str(run), "--eval-every", str(max(1, (steps + head_warmup) // 4)), "--eval-blocks", "64",
-            "--save-every", str(10 ** 9), "--log-every", str(max(1, (steps + head_warmup) // 20)), *options]
+            "--out", str(run), "--heldout", str(args.heldout), "--eval-blocks", str(args.eval_blocks),
+            "--eval-every", str(eval_every),
+            "--log-every", str(max(1, (steps + head_warmup) // 20)), *options]
+    keep = args.curve_every if steps else 0  # the curve of a variant, not of the start
+    argv += ["--save-every", str(keep), "--keep-every", str(keep)] if keep else ["--save-every", str(10 ** 9)]
     if args.cache_dir:
         argv += ["--cache-dir", args.cache_dir]
     if args.quiet:
@@ -177,18 +229,75 @@ def run_script(script, argv):
 
 
 def pretrain_all(args):
-    """The start (with a warm-up for a missing MLM head) and the four variants from it."""
+    """The start (with a warm-up for a missing MLM head) and the variants from it."""
     needs_head = bool(MaskedLM.from_pretrained(args.model).fresh_modules) if args.head_warmup else False
     start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
         start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
-    variants = {name: pretrain(args, name, start["checkpoint"], options, args.steps)
-                for name, (_, options) in VARIANTS.items()}
+    variants = {name: pretrain(args, name, start["checkpoint"], VARIANTS[name][1], args.steps)
+                for name in args.variants}
     return start, variants
 
 
 # -----------------------------------------------------------------------------
-# 2. Fine-tuning every model on every task, several seeds
+# 2. Probing every model: BLiMP and held-out MLM, along the way and at the end
+
+
+def probe_all(args, start, variants):
+    """{model: [its probe at each kept checkpoint, the last one last]}; each kept in out/probe/.
+
+    Every model is scored on the same things, so that two can be compared
+    pair by pair and block by block: the first N pairs of each BLiMP paradigm,
+    and the same held-out blocks, masked once at random and once at the tokens
+    the *start* model finds hardest (what SE sets out to learn).
+    """
+    if not (args.blimp_pairs or args.curve_every):
+        return {}
+    points = {"start": [(0, start["checkpoint"])]}
+    for name in variants:
+        kept = sorted((args.out / "pretrain" / name).glob("step-*"))
+        points[name] = [(int(p.name.removeprefix("step-")), p) for p in kept]
+    blimp_root = data.find_data_root(args.data_root) / "blimp"
+    if not blimp_root.is_dir():
+        print(f"no BLiMP data in {blimp_root}: the probes score held-out MLM only")
+    machine = runtime.setup(args.device, "fp32")
+    ranking = replace(machine, precision="bf16") if runtime.native_bf16(machine.device) else machine  # BLiMP
+    tok, masks, probes = Tokenizer(start["checkpoint"]), None, {}
+    for name, checkpoints in points.items():
+        for step, folder in checkpoints:
+            path = args.out / "probe" / f"{name}-{step:07d}.json"
+            if not path.exists():
+                if masks is None:
+                    masks = fixed_masks(args, tok, start["checkpoint"], machine)
+                pairs = args.blimp_pairs if step == checkpoints[-1][0] else args.curve_pairs
+                print(f"\n=== probing {name} at step {step} ===", flush=True)
+                model = MaskedLM.from_pretrained(folder).to(machine.device)
+                result = {"step": step, "checkpoint": str(folder)}
+                for kind, batches in masks.items():
+                    scores = probe.block_scores(model, batches, machine.autocast)
+                    result[kind] = dict(zip(("loss", "correct", "count"), (s.tolist() for s in scores)))
+                if pairs and blimp_root.is_dir():
+                    paradigms = probe.read_blimp(args.data_root, pairs)
+                    result["blimp"] = probe.blimp(model, tok, paradigms, ranking, quiet=args.quiet)
+                    print(f"BLiMP {100 * result['blimp']['accuracy']:.1f}% ({pairs} pairs of each paradigm)")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, lambda p: p.write_text(json.dumps(result) + "\n"))
+            probes.setdefault(name, []).append(json.loads(path.read_text()))
+    return probes
+
+
+def fixed_masks(args, tok, start, machine):
+    """The held-out blocks of train.py's split, masked at random and at the start model's hardest tokens."""
+    start_model = MaskedLM.from_pretrained(start).to(machine.device)
+    _, heldout, _ = data.load_corpus(args.corpus, tok, args.block_length, start_model.config.max_positions,
+                                     args.heldout, args.cache_dir, args.seed)
+    n = args.eval_blocks
+    return {"random": probe.random_masks(tok, heldout, n, 16, machine.device),
+            "hardest": probe.hardest_masks(se.Method(), start_model, tok, heldout, n, 16, machine)}
+
+
+# -----------------------------------------------------------------------------
+# 3. Fine-tuning every model on every task, several seeds
 
 
 def finetune_all(args, models):
@@ -218,7 +327,53 @@ def finetune_all(args, models):
 
 
 # -----------------------------------------------------------------------------
-# 3. The table and the plot
+# 4. Paired differences: each variant against (a), with 95% bootstrap intervals
+#
+# Two models scored on the same pairs (or blocks, or seeds) are compared item
+# by item: the items are resampled with replacement, the same draw for both,
+# and the 2.5th and 97.5th percentiles of the resampled difference bound it.
+# Resampling the items the models share removes what they share (how hard
+# each pair is) from the interval, which is what makes it narrow.
+
+DRAWS = 2000
+
+
+def interval(point, draws):
+    return point, float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
+def paired_blimp(a, b, rng):
+    """BLiMP accuracy (points) of b minus a: within each paradigm its pairs are resampled, the
+    mean over paradigms as BLiMP reports it."""
+    draws = np.zeros(DRAWS)
+    for name, right_a in a["correct"].items():
+        right_a, right_b = np.array(right_a), np.array(b["correct"][name])
+        rows = rng.integers(0, len(right_a), (DRAWS, len(right_a)))
+        draws += right_b[rows].mean(1) - right_a[rows].mean(1)
+    return interval(100 * (b["accuracy"] - a["accuracy"]), 100 * draws / len(a["correct"]))
+
+
+def paired_mlm(a, b, rng):
+    """Held-out MLM loss of b minus a on the same masked tokens; the blocks are resampled."""
+    loss_a, loss_b, count = np.array(a["loss"]), np.array(b["loss"]), np.array(a["count"])
+    rows = rng.integers(0, len(count), (DRAWS, len(count)))
+    draws = (loss_b[rows].sum(1) - loss_a[rows].sum(1)) / count[rows].sum(1)
+    return interval((loss_b.sum() - loss_a.sum()) / count.sum(), draws)
+
+
+def paired_seeds(a, b, rng):
+    """The mean over seeds of b minus a, each seed's score against the same seed's; seeds resampled."""
+    d = np.asarray(b) - np.asarray(a)
+    return interval(float(d.mean()), d[rng.integers(0, len(d), (DRAWS, len(d)))].mean(1))
+
+
+def cell(point, low, high, digits):
+    mark = " *" if low > 0 or high < 0 else ""  # the interval excludes zero
+    return f"{point:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]{mark}"
+
+
+# -----------------------------------------------------------------------------
+# 5. The tables and the plots
 
 
 def task_score(best):
@@ -245,6 +400,71 @@ def table(args, start, variants, reports):
                     f"**{average.mean():.1f} ± {average.std():.1f}** | "
                     f"{summary['tokens']:,} | {summary['minutes']:.1f} | {loss} |")
     return "\n".join(rows)
+
+
+def seed_averages(reports, name, tasks):
+    """Each seed's average over the tasks: the table's average column, seed by seed."""
+    return np.array([[task_score(r["best"]) for r in reports[name, t]["runs"]] for t in tasks]).mean(0)
+
+
+def study_tables(args, probes, reports):
+    """Every model's probes at the end, then each variant's paired difference from (a)."""
+    label = {"start": "start checkpoint", **{k: v[0] for k, v in VARIANTS.items()}}
+    end = {name: p[-1] for name, p in probes.items()}
+    rows = ["| model | BLiMP (%) | held-out MLM loss / accuracy, random positions | "
+            "the start model's hardest tokens | downstream average |", "|---|---|---|---|---|"]
+    for name, p in end.items():
+        blimp = f"{100 * p['blimp']['accuracy']:.2f}" if "blimp" in p else "-"
+        rows.append(f"| {label[name]} | {blimp} | {mlm_cell(p['random'])} | {mlm_cell(p['hardest'])} | "
+                    f"{seed_averages(reports, name, args.tasks).mean():.1f} |")
+    rows += ["", "| difference from (a), 95% interval | BLiMP (points) | MLM loss, random positions | "
+             "MLM loss, hardest tokens | downstream average (points, over seeds) |", "|---|---|---|---|---|"]
+    base = end["random"]
+    for name in args.variants[1:]:
+        rng = np.random.default_rng(0)
+        p = end[name]
+        blimp = cell(*paired_blimp(base["blimp"], p["blimp"], rng), 2) if "blimp" in p else "-"
+        losses = [cell(*paired_mlm(base[kind], p[kind], rng), 3) for kind in ("random", "hardest")]
+        downstream = paired_seeds(*(seed_averages(reports, n, args.tasks) for n in ("random", name)), rng)
+        rows.append(f"| {label[name]} | {blimp} | {' | '.join(losses)} | {cell(*downstream, 2)} |")
+    return "\n".join(rows)
+
+
+def mlm_cell(scores):
+    count = max(1.0, sum(scores["count"]))
+    return f"{sum(scores['loss']) / count:.3f} / {sum(scores['correct']) / count:.3f}"
+
+
+def blimp_on(p, pairs):
+    """BLiMP accuracy of a probe on the first `pairs` pairs of each paradigm (comparable along a curve)."""
+    return float(np.mean([np.mean(c[:pairs]) for c in p["blimp"]["correct"].values()]))
+
+
+def plot_curves(args, variants, probes, path):
+    """Held-out MLM loss (random positions, hardest tokens) and BLiMP against the steps, per variant."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for name, summary in variants.items():
+        for ax, key in zip(axes[:2], ("eval_loss", "hard_loss")):
+            points = [(e["step"], e[key]) for e in summary["evals"] if key in e]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=VARIANTS[name][0])
+        curve = [(0, blimp_on(probes["start"][-1], args.curve_pairs))] + \
+                [(p["step"], blimp_on(p, args.curve_pairs)) for p in probes[name] if "blimp" in p]
+        if len(curve) > 1:
+            axes[2].plot(*zip(*[(s, 100 * a) for s, a in curve]), marker="o", label=VARIANTS[name][0])
+    titles = ("held-out MLM loss, random positions", "held-out MLM loss, the start's hardest tokens",
+              f"BLiMP accuracy ({args.curve_pairs} pairs of each paradigm)")
+    for ax, title, unit in zip(axes, titles, ("loss", "loss", "%")):
+        ax.set(title=title, xlabel="continued-pretraining step", ylabel=unit)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot(start, variants, path):
@@ -279,6 +499,7 @@ def main(argv=None):
     check_settings(args)
     t0 = time.time()
     start, variants = pretrain_all(args)
+    probes = probe_all(args, start, variants)
     reports = finetune_all(args, {"start": start, **variants})
     minutes = (time.time() - t0) / 60
     timing_path = args.out / "timing.json"
@@ -287,6 +508,27 @@ def main(argv=None):
     timing_path.write_text(json.dumps(timing) + "\n")
     plot(start, variants, args.out / "mlm-loss.png")
     smoke = "**This is the small preset: a smoke test.** " if args.preset == "small" else ""
+    study = ""
+    if probes:
+        plot_curves(args, variants, probes, args.out / "curves.png")
+        pairs = f"the first {args.blimp_pairs} pairs of each paradigm" if args.blimp_pairs else "no pairs"
+        study = f"""
+## Probes: linguistic knowledge (BLiMP) and held-out MLM, each variant against (a)
+
+BLiMP: accuracy on {pairs}, by pseudo-log-likelihood (probe.py), the mean over paradigms. Held-out MLM:
+loss / accuracy on {args.eval_blocks} held-out blocks masked once with a fixed seed, at random positions and
+at the 15% of tokens the start model finds hardest, the same tokens for every model. Downstream: the
+fine-tuning average above, **a smoke test at this size**.
+
+{study_tables(args, probes, reports)}
+
+Differences are the variant's minus (a)'s (for BLiMP and downstream, higher is better; for the losses,
+lower is), with a paired bootstrap 95% interval ({DRAWS} draws): BLiMP's pairs resampled within each
+paradigm, the held-out blocks, the fine-tuning seeds (only {len(args.seeds)}: a rough interval). An
+asterisk marks an interval that excludes zero.
+
+![held-out MLM loss and BLiMP over the steps](curves.png)
+"""
     if start["tokens"]:
         warmup_note = f" + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)"
     else:
@@ -298,14 +540,14 @@ def main(argv=None):
 MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spearman,
 accuracy/macro-F1); the other tasks their one metric (CoLA: Matthews correlation). The average column
 is the mean over seeds of each seed's average over tasks. Pretraining tokens and minutes: the row's
-own stage; (a)-(d) all continue from the start checkpoint, whose row shows what it took to make it
+own stage; the variants all continue from the start checkpoint, whose row shows what it took to make it
 (the warm-up of a fresh MLM head, if any). Held-out MLM loss: at the end of continued pretraining, on
 fixed masks: random positions, and the tokens the start model finds hardest.
 
 {table(args, start, variants, reports)}
 
 ![held-out MLM loss during continued pretraining](mlm-loss.png)
-
+{study}
 - command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
 - wall time: {timing['minutes']:.0f} min in all
@@ -317,7 +559,8 @@ fixed masks: random positions, and the tokens the start model finds hardest.
 """
     (args.out / "README.md").write_text(text, encoding="utf-8")
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-               "pretraining": {"start": start, **variants}, "finetuning": list(reports.values())}
+               "pretraining": {"start": start, **variants}, "probes": probes,
+               "finetuning": list(reports.values())}
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n" + text)
     return text

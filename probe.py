@@ -2,6 +2,8 @@
 probe.py -- what a checkpoint knows, and what its self-questioning sees.
 
     python probe.py --model minilm "Paris is the [MASK] of France."   # the top fillers of each mask
+    python probe.py --model runs/demo --blimp --json blimp.json        # linguistic knowledge (BLiMP)
+    python probe.py --model runs/demo --text other.txt                 # MLM on text it was not trained on
 
 Training reports with these functions, and anyone can point them at any
 checkpoint:
@@ -14,16 +16,26 @@ checkpoint:
   3. what SE sees    the tokens the method's rule picks in a sentence, and a
                      page that colours every token of some passages by its
                      self-questioning score
+  4. BLiMP           67 paradigms of minimal pairs, a grammatical and an
+                     ungrammatical sentence; a masked LM is right on a pair
+                     when it gives the grammatical one the higher
+                     pseudo-log-likelihood (the paper's "linguistic knowledge")
 """
 
 import argparse
 import html
+import json
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+import data
+import runtime
 from masking import IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, special_tokens_mask
 from model import DEFAULT_MODELS, MaskedLM
 from self_evolution import masking_batch, question, select
@@ -39,7 +51,8 @@ def fill_mask(model: MaskedLM, tok: Tokenizer, text: str, k: int = 5):
     """For each mask token in `text`, the k most likely fillers with their probabilities."""
     for generic in ("[MASK]", "<mask>"):  # accept either spelling; use the checkpoint's own
         text = text.replace(generic, tok.mask_token)
-    batch = tok(text)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in tok(text).items()}
     masked = batch["input_ids"] == tok.mask_id
     if not masked.any():
         raise ValueError(f"no mask token in {text!r}; "
@@ -97,21 +110,31 @@ def hardest_masks(method, model, tok, blocks, n, batch_size, machine):
 
 
 @torch.no_grad()
-def evaluate(model, batches, autocast, prefix="eval"):
-    """MLM loss and accuracy at the masked positions of fixed held-out batches."""
+def block_scores(model, batches, autocast):
+    """Per block of fixed held-out batches: the summed MLM loss at its masked positions, the
+    right guesses among them and their number, as three float64 arrays (for paired bootstraps)."""
     was_training = model.training
     model.eval()
-    loss = correct = count = 0.0
+    loss, correct, count = [], [], []
     for corrupted, labels in batches:
         selected = labels != IGNORE_INDEX
         with autocast:
             logits = model(corrupted, positions=selected).float()
-        target = labels[selected]
-        loss += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(-1) == target).sum().item()
-        count += target.numel()
+        target, row = labels[selected], selected.nonzero()[:, 0]
+        per_token = F.cross_entropy(logits, target, reduction="none")
+        for out, values in ((loss, per_token), (correct, (logits.argmax(-1) == target).double()),
+                            (count, torch.ones_like(per_token))):
+            out.append(torch.zeros(len(labels), dtype=torch.float64, device=row.device)
+                       .index_add_(0, row, values.double()).cpu().numpy())
     model.train(was_training)
-    return {f"{prefix}_loss": loss / max(count, 1), f"{prefix}_accuracy": correct / max(count, 1)}
+    return tuple(np.concatenate(x) if x else np.zeros(0) for x in (loss, correct, count))
+
+
+def evaluate(model, batches, autocast, prefix="eval"):
+    """MLM loss and accuracy at the masked positions of fixed held-out batches."""
+    loss, correct, count = (x.sum() for x in block_scores(model, batches, autocast))
+    count = max(count, 1)
+    return {f"{prefix}_loss": float(loss / count), f"{prefix}_accuracy": float(correct / count)}
 
 
 # -----------------------------------------------------------------------------
@@ -170,28 +193,185 @@ def write_score_page(method, model, tok, blocks, machine, path, n=4, name=None, 
     path.write_text("".join(parts) + "</body></html>\n", encoding="utf-8")
 
 
+def text_mlm(model, tok, path, machine, block_length=128, blocks=256, cache_dir=None):
+    """MLM loss and accuracy on a text file the model may never have seen: its first `blocks`
+    blocks, masked at random with the fixed seed (as the held-out evaluation is)."""
+    length = min(block_length, model.config.max_positions)
+    every, _, _ = data.load_corpus(str(path), tok, length, model.config.max_positions, 0.0, cache_dir)
+    masks = random_masks(tok, every, blocks, 32, machine.device)
+    return {"file": str(path), "blocks": min(blocks, len(every)), "block_length": length,
+            **evaluate(model, masks, machine.autocast, "mlm")}
+
+
 # -----------------------------------------------------------------------------
-# 4. Command line
+# 4. BLiMP: linguistic knowledge by pseudo-log-likelihood
+#
+# Warstadt et al. (TACL 2020): 67 paradigms of minimal pairs such as
+#     good: "Who should Derek hug after shocking Richard?"
+#     bad:  "Who should Derek hug Richard after shocking?"
+# A masked LM scores a sentence by its pseudo-log-likelihood (Salazar et al.,
+# ACL 2020), PLL(s) = sum over its tokens t of log p(t | s with t masked), and
+# is right on a pair when PLL(good) > PLL(bad). The BLiMP paper reports the
+# mean over paradigms; also per field (morphology, syntax, semantics,
+# syntax_semantics).
+
+BLIMP_FIELDS = ("sentence_good", "sentence_bad", "field", "UID")
+
+
+def read_blimp(data_root=None, pairs_per_paradigm=None) -> dict:
+    """{paradigm: {"field": ..., "pairs": [(good, bad), ...]}}: the first N pairs of every
+    data_root/blimp/UID.jsonl (all of them when N is None), so that any two tools score the same."""
+    folder = data.find_data_root(data_root) / "blimp"
+    files = sorted(p for p in folder.glob("*.jsonl") if p.name != "models_summary.jsonl")
+    if not files:
+        raise FileNotFoundError(f"{folder}: no BLiMP files (UID.jsonl, one per paradigm)")
+    paradigms = {}
+    for path in files:
+        pairs, field = [], None
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pairs_per_paradigm is not None and len(pairs) == pairs_per_paradigm:
+                break
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in BLIMP_FIELDS):
+                raise ValueError(f"{path}:{n}: expected an object with the strings {', '.join(BLIMP_FIELDS)}")
+            pairs.append((row["sentence_good"], row["sentence_bad"]))
+            field = row["field"].replace("/", "_")  # one file spells syntax_semantics "syntax/semantics"
+        if not pairs:
+            raise ValueError(f"{path}: no pairs (the file is empty)")
+        paradigms[path.stem] = {"field": field, "pairs": pairs}
+    return paradigms
+
+
+@torch.no_grad()
+def pseudo_log_likelihoods(model, tok, sentences, machine, tokens_per_batch=4096, quiet=True):
+    """PLL of every sentence (float64): the sum over its tokens (special ones aside) of
+    log p(token | the sentence with that token masked).
+
+    Each token is masked in a copy of its own. The copies of all sentences of
+    one length go through the model together, in batches of about
+    `tokens_per_batch` tokens, without padding, and the vocabulary is
+    projected only at the masked position of each copy.
+    """
+    was_training = model.training
+    model.eval()
+    ids = [e.ids for e in tok.tok.encode_batch(list(sentences))]
+    lengths = np.array([len(i) for i in ids])
+    pll = np.zeros(len(sentences))
+    for length in tqdm(np.unique(lengths), desc="pseudo-log-likelihoods", disable=quiet, leave=False):
+        members = np.flatnonzero(lengths == length)
+        group = torch.tensor([ids[i] for i in members])  # (sentences, length)
+        sentence, position = (~special_tokens_mask(group, tok)).nonzero(as_tuple=True)  # one copy per token
+        per_batch = max(1, tokens_per_batch // int(length))
+        for start in range(0, len(sentence), per_batch):
+            s, p = sentence[start:start + per_batch], position[start:start + per_batch]
+            copies = group[s].clone()
+            copies[torch.arange(len(s)), p] = tok.mask_id
+            flat = torch.arange(len(s)) * int(length) + p  # the masked token of each copy, flattened
+            with machine.autocast:
+                logits = model(copies.to(machine.device), positions=flat.to(machine.device))
+            chosen = logits.float().log_softmax(-1).gather(-1, group[s, p].to(machine.device)[:, None])
+            np.add.at(pll, members[s.numpy()], chosen.squeeze(1).double().cpu().numpy())
+    model.train(was_training)
+    return pll
+
+
+def blimp(model, tok, paradigms, machine, quiet=True) -> dict:
+    """Accuracy on BLiMP pairs: the mean over paradigms (as the BLiMP paper reports), the mean per
+    field, per paradigm, and whether each pair was right (`correct`, for paired comparisons)."""
+    sentences = [s for p in paradigms.values() for pair in p["pairs"] for s in pair]
+    pll = pseudo_log_likelihoods(model, tok, sentences, machine, quiet=quiet).reshape(-1, 2)
+    correct, start = {}, 0
+    for name, p in paradigms.items():
+        correct[name] = (pll[start:start + len(p["pairs"]), 0] > pll[start:start + len(p["pairs"]), 1])
+        start += len(p["pairs"])
+    accuracy = {name: float(c.mean()) for name, c in correct.items()}
+    fields = sorted({p["field"] for p in paradigms.values()})
+    return {"accuracy": float(np.mean(list(accuracy.values()))),
+            "fields": {f: float(np.mean([accuracy[n] for n, p in paradigms.items() if p["field"] == f]))
+                       for f in fields},
+            "paradigms": accuracy, "pairs": sum(len(p["pairs"]) for p in paradigms.values()),
+            "correct": {name: c.astype(int).tolist() for name, c in correct.items()}}
+
+
+# -----------------------------------------------------------------------------
+# 5. Command line
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="What a checkpoint knows: fill the masks of sentences "
-                                             "(a first look at a checkpoint).")
-    ap.add_argument("text", nargs="+", help="sentence(s) with [MASK] or <mask> where a word should go")
+    ap = argparse.ArgumentParser(description="What a checkpoint knows: fill the masks of sentences, score "
+                                             "BLiMP's minimal pairs, or the MLM loss on a text file.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("text", nargs="*", help="sentence(s) with [MASK] or <mask> where a word should go")
     ap.add_argument("--model", default="minilm",
                     help="checkpoint folder, train.py run folder, hub id, or one of: "
-                         f"{', '.join(DEFAULT_MODELS)} (default: minilm)")
-    ap.add_argument("--top-k", type=int, default=5, help="fillers to show per mask (default: 5)")
+                         f"{', '.join(DEFAULT_MODELS)}")
+    ap.add_argument("--top-k", type=runtime.number(int, at_least=1), default=5,
+                    help="fillers to show per mask")
+    ap.add_argument("--blimp", action="store_true", help="accuracy on BLiMP's minimal pairs, by PLL")
+    ap.add_argument("--pairs-per-paradigm", type=runtime.number(int, at_least=1), default=100,
+                    help="the first N pairs of each of the 67 paradigms (the files hold 500)")
+    ap.add_argument("--data-root", default=None,
+                    help=f"folder with blimp/; None: $SE_DATA, else {data.DEFAULT_DATA_ROOT}")
+    ap.add_argument("--text-file", "--text", dest="text_file", metavar="FILE",
+                    help="MLM loss and accuracy on this text file (documents separated by blank lines), "
+                         "with a fixed seeded mask")
+    ap.add_argument("--blocks", type=runtime.number(int, at_least=1), default=256,
+                    help="blocks of the text file to score")
+    ap.add_argument("--block-length", type=runtime.number(int, at_least=3), default=128,
+                    help="tokens per block of the text file (at most the model's positions)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="auto: bf16 where the device computes it natively (it only ranks), else fp32")
+    ap.add_argument("--json", metavar="FILE", help="write the results here")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    model = MaskedLM.from_pretrained(args.model)
+    if not (args.text or args.blimp or args.text_file):
+        ap.error("give sentences with a mask, --blimp, or --text FILE")
+    machine = runtime.setup(args.device, "fp32")
+    if args.precision == "bf16" or (args.precision == "auto" and runtime.native_bf16(machine.device)):
+        machine = replace(machine, precision="bf16")
+    model = MaskedLM.from_pretrained(args.model).to(machine.device)
     tok = Tokenizer(args.model)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {model.config.model_type}, {model.config.num_hidden_layers} layers, "
-          f"hidden {model.config.hidden_size}, {n / 1e6:.1f}M parameters")
+          f"hidden {model.config.hidden_size}, {n / 1e6:.1f}M parameters | "
+          f"{machine.device}, {machine.precision}")
+    results = {"model": str(args.model), "precision": machine.precision}
     for text in args.text:
         print(text)
         for i, fillers in enumerate(fill_mask(model, tok, text, args.top_k)):
             print(f"  mask {i + 1}: " + "  ".join(f"{w} ({p:.3f})" for w, p in fillers))
+    if args.blimp:
+        try:
+            paradigms = read_blimp(args.data_root, args.pairs_per_paradigm)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        t0 = time.time()
+        results["blimp"] = blimp(model, tok, paradigms, machine, quiet=args.quiet)
+        results["blimp"]["seconds"] = round(time.time() - t0, 1)
+        report = results["blimp"]
+        print(f"BLiMP: {100 * report['accuracy']:.1f}% (mean over {len(paradigms)} paradigms, "
+              f"{report['pairs']} pairs, {report['seconds']:.0f} s)")
+        for field, accuracy in report["fields"].items():
+            print(f"  {field:18s} {100 * accuracy:.1f}")
+        for name, accuracy in report["paradigms"].items():
+            print(f"    {name:55s} {100 * accuracy:.1f}")
+    if args.text_file:
+        try:
+            results["text"] = text_mlm(model, tok, args.text_file, machine, args.block_length, args.blocks)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+        t = results["text"]
+        print(f"{t['file']}: MLM loss {t['mlm_loss']:.3f}, accuracy {t['mlm_accuracy']:.3f} "
+              f"({t['blocks']} blocks of {t['block_length']}, 15% masked at random with a fixed seed)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(f"results: {args.json}")
+    return results
 
 
 if __name__ == "__main__":

@@ -137,6 +137,18 @@ def setup(device="auto", precision="auto") -> Machine:
     return Machine(device, rank, world, precision, long_waits)
 
 
+def native_bf16(device) -> bool:
+    """Whether the device computes in bf16 itself (a GPU that has it, a CPU with AVX-512 BF16
+    or AMX) rather than emulating it, slowly."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def autocast_for(device, precision):
     """Mixed precision: matrix products in bf16/fp16, the rest (and our losses) in float32.
 

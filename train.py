@@ -75,8 +75,9 @@ SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace p
 # was trained with; a resume that differs is refused, naming each difference.
 # --micro-batch-size draws other masks and dropout (they are seeded per
 # micro-batch): an equally valid run, not the same one.
-CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "quiet", "sample", "device",
-                        "precision", "compile", "micro_batch_size", "cache_dir", "resume", "preset", "out")
+CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_every", "quiet", "sample",
+                        "device", "precision", "compile", "micro_batch_size", "cache_dir",
+                        "resume", "preset", "out")
 
 
 def parse_args(argv=None):
@@ -132,8 +133,8 @@ def parse_args(argv=None):
                         "(SE stage 2)")
     g.add_argument("--alpha", type=share, default=M.alpha, help="label-smoothing weight")
     g = ap.add_argument_group("optimisation")
-    g.add_argument("--steps", type=positive, default=60000,
-                   help="optimizer steps of the chosen method, after --head-warmup")
+    g.add_argument("--steps", type=count, default=60000,
+                   help="optimizer steps of the chosen method, after --head-warmup (0: the warm-up alone)")
     g.add_argument("--batch-size", type=positive, default=8,
                    help="sequences per optimizer step, over all processes")
     g.add_argument("--micro-batch-size", type=positive, default=None,
@@ -176,10 +177,15 @@ def parse_args(argv=None):
     g.add_argument("--eval-every", type=positive, default=1000)
     g.add_argument("--eval-blocks", type=positive, default=256, help="held-out blocks per evaluation")
     g.add_argument("--save-every", type=positive, default=1000)
+    g.add_argument("--keep-every", type=count, default=0,
+                   help="also keep the checkpoints of every multiple of this step (for a study of the curve; "
+                        "0: only the newest two)")
     g.add_argument("--sample", default=SAMPLE, help="sentence whose self-questioning picks are printed")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
     args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
+    if args.steps == 0 and args.head_warmup == 0:
+        ap.error("--steps 0 and --head-warmup 0: there is nothing to train")
     if args.threshold is not None and args.select != "threshold":
         ap.error(f"--threshold {args.threshold} is used only with --select threshold")
     args.threshold = M.threshold if args.threshold is None else args.threshold
@@ -206,7 +212,7 @@ def parse_args(argv=None):
 STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
 
 
-def save_checkpoint(out, step, model, tok, optimizer, scaler, settings):
+def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_every=0):
     """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
 
     A crash at any moment leaves `latest` naming a complete checkpoint: the
@@ -230,8 +236,9 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings):
     os.replace(tmp, final)
     (out / "latest.tmp").write_text(final.name + "\n")
     os.replace(out / "latest.tmp", out / "latest")
-    kept = sorted(p for p in out.glob("step-*") if p.name <= final.name)[-2:]  # this one and the one before
-    for old in out.glob("step-*"):
+    earlier = sorted(p for p in out.glob("step-*") if p.name <= final.name)
+    kept = earlier[-2:] + [p for p in earlier if keep_every and int(p.name[5:]) % keep_every == 0]
+    for old in out.glob("step-*"):  # this one, the one before, the multiples of keep_every; not stale ones
         if old not in kept:
             shutil.rmtree(old, ignore_errors=True)
     return final
@@ -522,14 +529,14 @@ def run(args, method, machine, out):
             if step % args.eval_every == 0 and step != total:
                 run_eval(phase)
             if machine.main and (step % args.save_every == 0 or step == total):
-                save_checkpoint(out, step, model, tok, optimizer, scaler, settings)
+                save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
     bar.close()
 
     # The report: held-out MLM before and after, and where the checkpoint is.
     if not stop.requested:
         run_eval("end")
     if machine.main and stop.requested:
-        path = save_checkpoint(out, step, model, tok, optimizer, scaler, settings)
+        path = save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
         print(f"\ninterrupted at step {step} of {total}; saved {path}; continue with --resume", flush=True)
     elif machine.main:
         evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]

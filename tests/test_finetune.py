@@ -3,6 +3,7 @@ metrics by hand, submissions."""
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -390,6 +391,53 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
     before = (out / "results.json").read_text()
     assert ablation.main(argv).split("![")[0] == text.split("![")[0]
     assert json.loads((out / "results.json").read_text())["finetuning"] == json.loads(before)["finetuning"]
+
+
+@pytest.mark.filterwarnings("ignore:.*the checkpoint has no MLM head")  # by design: the warm-up makes one
+def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_blimp):
+    """The study preset in small: a warm-up for a missing MLM head, all five variants, probes along the
+    curve, paired differences from (a)."""
+    import ablation
+    from safetensors.torch import load_file, save_file
+
+    headless = tmp_path / "headless"  # an encoder without its MLM head, as MiniLM
+    shutil.copytree(tiny_checkpoint, headless)
+    weights = load_file(headless / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("cls.")}, headless / "model.safetensors")
+    root = write_learnable_tasks(tmp_path / "data", n=24)
+    shutil.copytree(tiny_blimp / "blimp", root / "blimp")  # and the tiny BLiMP files beside the tasks
+    out = tmp_path / "study"
+    argv = ["--preset", "study", "--model", str(headless), "--corpus", str(tiny_corpus),
+            "--data-root", str(root), "--tasks", "CoLA", "--steps", "2", "--warmup", "1",
+            "--head-warmup", "3", "--block-length", "32", "--batch-size", "4", "--heldout", "0.1",
+            "--eval-blocks", "8", "--blimp-pairs", "3", "--curve-every", "1", "--curve-pairs", "2",
+            "--seeds", "1", "2", "--ft-epochs", "1", "--max-train", "16", "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]
+    text = ablation.main(argv)
+    probes = json.loads((out / "results.json").read_text())["probes"]
+    assert list(probes) == ["start", "random", "informative", "tls", "se", "authors"]
+    assert json.loads((out / "pretrain" / "start.json").read_text())["checkpoint"].endswith("step-0000003")
+    assert [p["step"] for p in probes["se"]] == [1, 2] and len(probes["se"][-1]["blimp"]["correct"]) == 2
+    assert [len(c) for c in probes["se"][0]["blimp"]["correct"].values()] == [2, 2]  # the curve's pairs
+    assert probes["se"][-1]["random"]["count"] == probes["random"][-1]["random"]["count"]  # the same tokens
+    differences = [line for line in text.splitlines() if line.startswith("| (") and line.count("[") == 4]
+    assert len(differences) == 4  # (b)-(e) against (a): BLiMP, two MLM losses, downstream, each an interval
+    assert (out / "curves.png").stat().st_size > 1000
+
+
+def test_paired_intervals_are_those_of_the_resampled_differences():
+    import ablation
+
+    rng = np.random.default_rng(0)
+    a = {"accuracy": 0.5, "correct": {"p": [1, 0] * 50}}
+    b = {"accuracy": 0.6, "correct": {"p": [1, 0] * 40 + [1, 1] * 10}}  # right on ten more pairs
+    point, low, high = ablation.paired_blimp(a, b, rng)
+    assert point == pytest.approx(10.0) and 0 < low < point < high  # the ten never turn against b
+    scores = {"loss": [2.0, 4.0], "count": [1, 2]}
+    assert ablation.paired_mlm(scores, scores, rng) == (0.0, 0.0, 0.0)
+    assert ablation.paired_seeds([50, 60, 70], [51, 61, 71], rng) == pytest.approx((1.0, 1.0, 1.0))
+    assert ablation.cell(1.0, 0.2, 1.8, 2) == "+1.00 [+0.20, +1.80] *"
+    assert "*" not in ablation.cell(1, -1, 2, 1)
 
 
 def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint):

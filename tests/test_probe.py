@@ -1,5 +1,6 @@
 """probe.py: fill-mask, the fixed held-out masks, and what self-questioning sees."""
 
+import json
 import warnings
 
 import pytest
@@ -85,3 +86,92 @@ def test_the_picks_and_the_score_page_show_the_rule_s_selection(tiny, tmp_path):
     blocks = heldout.batch([0, 1])
     picked = se.select(method, se.masking_batch(method, model, tok, blocks, torch.Generator().manual_seed(0)))
     assert page.read_text().count("text-decoration:underline") == picked.sum() > 0
+
+
+# ----------------------------------------------------------------- BLiMP by pseudo-log-likelihood
+
+BLIMP_DATA = data.DEFAULT_DATA_ROOT / "blimp"
+
+
+def test_batched_pll_equals_one_masked_forward_per_token(tiny_checkpoint):
+    model, tok = MaskedLM.from_pretrained(tiny_checkpoint), Tokenizer(tiny_checkpoint)
+    sentences = ["the cat saw a dog .", "a big king took the old bird near the river .", "dogs ran .",
+                 "the cat saw a bird ."]  # two of one length: one batch for them
+    batched = probe.pseudo_log_likelihoods(model, tok, sentences, CPU, tokens_per_batch=20)
+    for sentence, pll in zip(sentences, batched):
+        ids = tok(sentence)["input_ids"][0]
+        expected = 0.0
+        for i in range(1, len(ids) - 1):  # every token but [CLS] and [SEP], one forward each
+            masked = ids.clone()
+            masked[i] = tok.mask_id
+            with torch.no_grad():
+                expected += model(masked[None])[0, i].log_softmax(-1)[ids[i]].item()
+        assert pll == pytest.approx(expected, abs=1e-5)
+
+
+class Prefers(torch.nn.Module):
+    """A stand-in masked LM whose guess is the same at every position: it likes some tokens."""
+
+    def __init__(self, vocab_size, liked):
+        super().__init__()
+        self.bias = torch.zeros(vocab_size)
+        self.bias[liked] = 5.0
+
+    def forward(self, input_ids, positions=None):
+        return self.bias.expand(len(positions), -1)
+
+
+def test_blimp_accuracy_on_pairs_whose_answer_is_known(tmp_path, tiny_checkpoint, blimp_files):
+    tok = Tokenizer(tiny_checkpoint)
+    model = Prefers(tok.vocab_size, [tok.tok.token_to_id("cat")])
+    blimp_files(tmp_path, {
+        "always": ("syntax", [("the cat sat .", "the dog sat ."), ("a cat ran .", "a bird ran .")]),
+        "half": ("syntax/semantics", [("the cat sat .", "the dog sat ."),
+                                      ("the dog sat .", "the cat sat .")]),
+        "never": ("semantics", [("a bird sat .", "a cat sat .")]),
+    })
+    report = probe.blimp(model, tok, probe.read_blimp(tmp_path), CPU)
+    assert report["paradigms"] == {"always": 1.0, "half": 0.5, "never": 0.0}
+    assert report["accuracy"] == pytest.approx(0.5)  # the mean over paradigms, not over pairs
+    assert report["fields"] == {"semantics": 0.0, "syntax": 1.0, "syntax_semantics": 0.5}
+    assert report["correct"]["half"] == [1, 0] and report["pairs"] == 5
+    assert [len(p["pairs"]) for p in probe.read_blimp(tmp_path, 1).values()] == [1, 1, 1]  # the first N
+
+
+def test_malformed_blimp_files_are_named_with_their_line(tmp_path):
+    folder = tmp_path / "blimp"
+    with pytest.raises(FileNotFoundError, match="no BLiMP files"):
+        probe.read_blimp(tmp_path)
+    folder.mkdir()
+    good = json.dumps({"sentence_good": "a", "sentence_bad": "b", "field": "syntax", "UID": "x"})
+    for text, message in [(good + "\n{oops\n", r"x.jsonl:2: invalid JSON"),
+                          (json.dumps({"sentence_good": "a", "field": "syntax", "UID": "x"}) + "\n",
+                           r"x.jsonl:1: expected an object with the strings sentence_good, sentence_bad"),
+                          ("", r"x.jsonl: no pairs \(the file is empty\)")]:
+        (folder / "x.jsonl").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            probe.read_blimp(tmp_path)
+
+
+@pytest.mark.skipif(not BLIMP_DATA.is_dir(), reason=f"no BLiMP data in {BLIMP_DATA} (../shared, beside)")
+def test_the_real_blimp_files():
+    paradigms = probe.read_blimp(None, 3)
+    assert len(paradigms) == 67 and all(len(p["pairs"]) == 3 for p in paradigms.values())
+    fields = {p["field"] for p in paradigms.values()}
+    assert fields == {"morphology", "semantics", "syntax", "syntax_semantics"}
+    first = json.loads((BLIMP_DATA / "adjunct_island.jsonl").read_text().splitlines()[0])
+    assert paradigms["adjunct_island"]["pairs"][0] == (first["sentence_good"], first["sentence_bad"])
+
+
+def test_probe_command_blimp_and_text(tmp_path, tiny_checkpoint, tiny_blimp, tiny_corpus, capsys):
+    out = tmp_path / "probe.json"
+    probe.main(["--model", str(tiny_checkpoint), "--blimp", "--data-root", str(tiny_blimp),
+                "--precision", "fp32", "--pairs-per-paradigm", "2", "--text", str(tiny_corpus),
+                "--block-length", "32", "--blocks", "8", "--json", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert "BLiMP: " in printed and "(mean over 2 paradigms, 4 pairs" in printed and "MLM loss" in printed
+    results = json.loads(out.read_text())
+    assert set(results["blimp"]["paradigms"]) == {"noun_number", "word_order"}
+    assert 0 <= results["blimp"]["accuracy"] <= 1
+    assert set(results["blimp"]["fields"]) == {"morphology", "syntax"}
+    assert results["text"]["blocks"] == 8 and results["text"]["mlm_loss"] > 0
