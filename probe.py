@@ -101,8 +101,8 @@ def hardest_masks(method, model, tok, blocks, n, batch_size, machine):
     for rows in _row_chunks(min(n, len(blocks)), batch_size):
         ids = blocks.batch(rows)
         on_device = ids.to(machine.device)
-        with machine.autocast:
-            scores = score_tokens(question(model, on_device), on_device, rule.score).cpu()
+        scores = score_tokens(question(model, on_device, precision=rule.questioning_precision), on_device,
+                              rule.score).cpu()
         selected = select(rule, masking_batch(rule, model, tok, ids, generator, scores=scores))
         corrupted, labels = apply_mask(ids, selected, tok.mask_id), labels_for(ids, selected)
         out.append((corrupted.to(machine.device), labels.to(machine.device)))

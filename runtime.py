@@ -25,8 +25,10 @@ import datetime
 import os
 import signal
 import threading
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -96,6 +98,33 @@ class Machine:
         """Wait for every process (on the group for long waits); nothing with one process."""
         if self.world > 1:
             dist.barrier(group=self.long_waits)
+
+    def check_shared(self, *folders):
+        """Under torchrun, stop (saying what to share) unless every process sees what the first
+        writes in these folders: the corpus cache and the offline scores are written once and read
+        by all, which needs a filesystem that every node shares."""
+        if self.world == 1:
+            return
+        token = [uuid.uuid4().hex if self.main else None]
+        dist.broadcast_object_list(token, src=0, group=self.long_waits)
+        paths = [Path(folder) / f".shared-{token[0]}" for folder in folders]
+        if self.main:
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(token[0])
+        self.barrier()
+        unseen = [str(p.parent) for p in paths if not (p.is_file() and p.read_text() == token[0])]
+        failed = self.anyone(bool(unseen))
+        self.barrier()
+        if self.main:
+            for path in paths:
+                path.unlink(missing_ok=True)
+        if failed:
+            raise SystemExit(f"process {self.rank} of {self.world}: "
+                             + (f"does not see {', '.join(unseen)} as the first process writes it"
+                                if unseen else "another process does not see the folders the first writes")
+                             + "; under torchrun on several machines, put --out and the corpus cache "
+                               "(--cache-dir or $SE_CACHE) on a filesystem that every machine shares")
 
     def anyone(self, flag: bool) -> bool:
         """Whether any process says so: a vote, at a point every process reaches (on the host)."""

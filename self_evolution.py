@@ -71,6 +71,7 @@ class Method:
     whole_word: bool = False  # random masking picks whole words
     smoothing: str = "token"  # "none": cross-entropy; "uniform": label smoothing; "token": TLS (stage 2)
     alpha: float = 0.1  # the label-smoothing weight
+    questioning_precision: str = "fp32"  # the questioning forward's: "fp32", "bf16" or "fp16" (it only ranks)
     masking_fn: str | None = None  # "FILE.py:FUNCTION": a rule of your own instead of `masking`
     rule: Callable | None = None  # that function, loaded (a function of a masking.MaskingBatch)
 
@@ -86,7 +87,7 @@ class Method:
 # 1. Stage 1: self-questioning
 
 
-def question(model, input_ids, positions=None):
+def question(model, input_ids, positions=None, precision="fp32"):
     """Ask the model about the UNMASKED sequence: its logits, in eval mode (no dropout)
     and without gradient, as in the authors' pass at learning rate 0.
 
@@ -95,10 +96,17 @@ def question(model, input_ids, positions=None):
     stage 2 at the masked positions: one forward serves both. With
     `positions` (flat indices) the logits are projected only there. No
     attention mask: training blocks are packed full, without padding.
+
+    `precision`: of this forward alone, whatever the training step's. It only
+    ranks tokens and supplies targets, so bf16 serves (the authors ran it in
+    fp16) even when training runs in fp32; scores and losses are computed from
+    the logits in float32.
     """
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.no_grad(), torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None,
+                                         cache_enabled=False):
         logits = model(input_ids, positions=positions)
     model.train(was_training)
     return logits
@@ -125,8 +133,7 @@ def offline_scores(method, model, blocks, path, batch_size, machine, quiet=False
     for start in tqdm(starts, desc="self-questioning pass", disable=quiet or not machine.main):
         rows = np.arange(start, min(len(blocks), start + batch_size))
         ids = blocks.batch(rows).to(machine.device)
-        with machine.autocast:
-            s = score_tokens(question(model, ids), ids, method.score)
+        s = score_tokens(question(model, ids, precision=method.questioning_precision), ids, method.score)
         scores[rows] = s.cpu().numpy()
     scores.flush()
     del scores
@@ -149,7 +156,8 @@ def masking_batch(method, model, tok, input_ids, generator, progress=0.0, token_
     """
     maskable = ~special_tokens_mask(input_ids, tok)
     return MaskingBatch(input_ids, maskable, method.ratio, generator, tok.continuation, token_counts,
-                        progress, question=lambda ids: question(model, ids), stored_scores=scores)
+                        progress, question=lambda ids: question(model, ids, precision=method.questioning_precision),
+                        stored_scores=scores)
 
 
 def select(method, batch):
@@ -208,7 +216,7 @@ def mask_batch(method, model, tok, input_ids, generator, phase=MAIN, progress=0.
         if logits is not None:
             reference = logits.flatten(0, 1)[positions]
         else:
-            reference = question(model, input_ids, positions)
+            reference = question(model, input_ids, positions, method.questioning_precision)
     return Masked(corrupted, positions, targets, reference)
 
 

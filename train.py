@@ -38,6 +38,7 @@ import signal
 import socket
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,8 @@ SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace p
 # --micro-batch-size draws other masks and dropout (they are seeded per
 # micro-batch): an equally valid run, not the same one.
 CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_every", "quiet", "sample",
-                        "device", "precision", "compile", "micro_batch_size", "cache_dir",
-                        "resume", "preset", "out")
+                        "device", "precision", "questioning_precision", "compile", "micro_batch_size",
+                        "cache_dir", "resume", "preset", "out")
 
 
 def parse_args(argv=None):
@@ -98,11 +99,13 @@ def parse_args(argv=None):
     g = ap.add_argument_group("model and data")
     g.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
     g.add_argument("--corpus", nargs="+", default=["wiki"],
-                   help="UTF-8 text files (documents separated by blank lines), or 'wiki'")
+                   help="UTF-8 text files (documents separated by blank lines), .jsonl files (a document "
+                        "per line), either gzipped (.gz), or 'wiki'")
     g.add_argument("--block-length", type=runtime.number(int, at_least=3), default=512,
                    help="tokens per training block, [CLS] and [SEP] included")
     g.add_argument("--heldout", type=runtime.number(float, at_least=0, below=1), default=0.01,
                    help="share of the corpus's tokens kept for evaluation (0: no evaluation)")
+    g.add_argument("--text-field", default="text", help="where the lines of a .jsonl corpus keep their text")
     g.add_argument("--cache-dir", default=None,
                    help="where tokenized corpora are cached; None: $SE_CACHE, else ~/.cache/self-evolution")
     g = ap.add_argument_group("method (self_evolution.Method)")
@@ -128,6 +131,9 @@ def parse_args(argv=None):
     g.add_argument("--questioning", choices=["online", "offline"], default="online",
                    help="score tokens in the training step (one extra forward) or in one pass before "
                         "training (the authors' way)")
+    g.add_argument("--questioning-precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="of the questioning forward alone (it only ranks tokens and gives TLS its targets): "
+                        "auto: bf16 where the device computes it natively, else the training precision")
     g.add_argument("--smoothing", choices=["none", "uniform", "token"], default=M.smoothing,
                    help="plain cross-entropy, ordinary label smoothing, or token-specific label smoothing "
                         "(SE stage 2)")
@@ -355,12 +361,18 @@ def run(args, method, machine, out):
     if (out / "latest").exists() and not args.resume:
         raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): "
                          "continue it with --resume, or choose another --out")
-    settings = {**vars(args), "device": str(device), "precision": machine.precision}  # as chosen
+    questioning = args.questioning_precision  # auto: bf16 where native; the training precision elsewhere
+    if questioning == "auto":
+        questioning = "bf16" if runtime.native_bf16(device) else machine.precision
+    method = replace(method, questioning_precision=questioning)
+    settings = {**vars(args), "device": str(device), "precision": machine.precision,
+                "questioning_precision": questioning}  # as chosen
     start = latest_checkpoint(out) if args.resume else None
     if start:
         state, stored = load_state(start, device)
         check_resume(out, settings, stored)
 
+    machine.check_shared(out, data.cache_folder(args.cache_dir))  # what the first process writes, all read
     # The model, the tokenizer and the corpus.
     tok = Tokenizer(start or args.model)
     tok.continuation = tok.continuation.to(device)  # read by masking at every step: copied once, not per step
@@ -371,7 +383,7 @@ def run(args, method, machine, out):
     if not machine.main:  # the first process tokenizes into the cache, then the others read it
         machine.barrier()
     train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, c.max_positions,
-                                            args.heldout, args.cache_dir, args.seed)
+                                            args.heldout, args.cache_dir, args.seed, args.text_field)
     if machine.main:
         machine.barrier()
     token_counts = None  # the corpus's, for a --masking-fn rule

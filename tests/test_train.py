@@ -2,6 +2,7 @@
 
 import functools
 import json
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -241,6 +242,7 @@ def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
     without)."""
     device = torch.device(device)
     method, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device)
+    method = replace(method, questioning_precision=precision)  # the questioning forward in the step's precision
     ids = runtime.to_device(ids, device)
     scores = None if scores is None else runtime.to_device(scores, device)
     autocast = runtime.autocast_for(device, precision)
@@ -374,3 +376,36 @@ def test_torchrun_on_two_gpus_equals_one(tmp_path, tiny_checkpoint, tiny_corpus)
     done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
+def test_the_questioning_precision_reaches_the_questioning_forward(tmp_path, tiny_checkpoint, tiny_corpus,
+                                                                   monkeypatch, capsys, precision):
+    """Training in fp32, the no-grad forward (eval mode) runs in --questioning-precision; the run trains."""
+    seen, real = set(), MaskedLM.forward
+
+    def spy(self, *args, **kwargs):
+        if not self.training:  # the questioning forward (and the evaluations, in fp32)
+            seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MaskedLM, "forward", spy)
+    history = train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--steps", "3",
+                              "--questioning-precision", precision, "--eval-every", "100"))
+    chosen = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+              "auto": torch.bfloat16 if runtime.native_bf16(torch.device("cpu")) else torch.float32}[precision]
+    assert seen == {chosen, torch.float32}
+    assert all(np.isfinite(h["loss"]) for h in history if "loss" in h)
+    expected = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[chosen]
+    assert f"questioning_precision={expected}" in capsys.readouterr().out
+
+
+def test_questioning_in_bf16_gives_float32_scores_within_a_bf16_or_fp32_step(tiny_checkpoint):
+    model, tok = MaskedLM.from_pretrained(tiny_checkpoint), Tokenizer(tiny_checkpoint)
+    ids = tok(["the old cat saw a dog near the river ."])["input_ids"]
+    assert se.question(model, ids, precision="bf16").dtype == torch.bfloat16
+    with runtime.autocast_for(torch.device("cpu"), "bf16"):  # a bf16 step questions in fp32 if told to
+        assert se.question(model, ids, precision="fp32").dtype == torch.float32
+    method = se.Method(questioning_precision="bf16")
+    masked = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(0))
+    assert masked.reference.dtype == torch.bfloat16 and (masked.targets != -100).sum() > 0
