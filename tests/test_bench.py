@@ -75,5 +75,6 @@ def test_make_gpu_check_asks_for_the_peak_and_a_gpu():
     usage = subprocess.run(["make", "-s", "gpu-check"], cwd=ROOT, capture_output=True, text=True)
     assert usage.returncode == 2 and "usage: make gpu-check PEAK=" in usage.stdout
     if not torch.cuda.is_available():
-        here = subprocess.run(["make", "-s", "gpu-check", "PEAK=989"], cwd=ROOT, capture_output=True, text=True)
+        here = subprocess.run(["make", "-s", "gpu-check", "PEAK=989"], cwd=ROOT,
+                              capture_output=True, text=True)
         assert here.returncode != 0 and "no CUDA device" in here.stderr

@@ -266,8 +266,9 @@ def reference_blocks(docs, tok, L, heldout, seed):
     sides = {False: [], True: []}
     for n, ids in enumerate(i for i in tok.encode_plain(docs) if i):
         ids = ids + [tok.sep_id]
-        for k, start in enumerate(range(0, len(ids), data.PIECE_BLOCKS * (L - 2))):
-            sides[heldout > 0 and data.held_out(seed, n, k, heldout)] += ids[start:start + data.PIECE_BLOCKS * (L - 2)]
+        piece = data.PIECE_BLOCKS * (L - 2)
+        for k, start in enumerate(range(0, len(ids), piece)):
+            sides[heldout > 0 and data.held_out(seed, n, k, heldout)] += ids[start:start + piece]
     out = []
     for side in (False, True):
         stream = np.array(sides[side])
@@ -307,8 +308,8 @@ def test_jsonl_and_gzip_give_the_blocks_of_plain_text(tmp_path, tok):
     ("bad.jsonl", '{"text": "fine"}\nnot json\n', r"bad.jsonl:2: not a JSON line"),
     ("bad.jsonl", '{"text": "fine"}\n{"body": "x"}\n', r"bad.jsonl:2: no field 'text'"),
     ("bad.jsonl", '{"text": null}\n', r"bad.jsonl:1: field 'text' is null, expected a string"),
-    ("bad.txt.gz", gzip.compress(b"fine text\n\nbad \xff here\n"), r"bad.txt.gz: not UTF-8 text: byte 0xff at byte "
-                                                                  r"offset 15 of the decompressed text"),
+    ("bad.txt.gz", gzip.compress(b"fine text\n\nbad \xff here\n"),
+     r"bad.txt.gz: not UTF-8 text: byte 0xff at byte offset 15 of the decompressed text"),
     ("bad.txt.gz", b"\x1f\x8b\x08\x00garbage", r"bad.txt.gz: cannot be read"),
     ("empty.jsonl", "\n\n", r"empty.jsonl: the corpus file has no text"),
 ])

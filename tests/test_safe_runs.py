@@ -327,10 +327,12 @@ def test_processes_that_do_not_share_a_filesystem_are_told_what_to_share(tmp_pat
     port = str(29600 + os.getpid() % 300)
 
     def both(folders):
+        def env(rank):
+            return dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank),
+                        LOCAL_RANK=str(rank), WORLD_SIZE="2")
         children = [subprocess.Popen([sys.executable, "-c", script, str(folders[rank])], cwd=ROOT, text=True,
-                                     env=dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank),
-                                              LOCAL_RANK=str(rank), WORLD_SIZE="2"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in (0, 1)]
+                                     env=env(rank), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    for rank in (0, 1)]
         return [c.communicate(timeout=120) + (c.returncode,) for c in children]
 
     shared = both([tmp_path / "run", tmp_path / "run"])

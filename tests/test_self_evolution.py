@@ -89,7 +89,8 @@ def test_the_method_s_settings_come_from_train_py_s_options():
     _, method = train.parse_args(["--masking", "random", "--score", "entropy", "--select", "threshold",
                                   "--ratio", "0.2", "--threshold", "0.5", "--informative-fraction", "0.5",
                                   "--informative-split", "0.8", "0.1", "0.1", "--whole-word",
-                                  "--smoothing", "uniform", "--alpha", "0.3", "--questioning-precision", "bf16"])
+                                  "--smoothing", "uniform", "--alpha", "0.3",
+                                  "--questioning-precision", "bf16"])
     assert method == se.Method(masking="random", score="entropy", select="threshold", ratio=0.2,
                                threshold=0.5, informative_fraction=0.5, informative_split=(0.8, 0.1, 0.1),
                                whole_word=True, smoothing="uniform", alpha=0.3, questioning_precision="bf16")

@@ -242,7 +242,7 @@ def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
     without)."""
     device = torch.device(device)
     method, tok, model, ids, scores = one_step(tiny_checkpoint, mode, device)
-    method = replace(method, questioning_precision=precision)  # the questioning forward in the step's precision
+    method = replace(method, questioning_precision=precision)  # questioning in the step's precision
     ids = runtime.to_device(ids, device)
     scores = None if scores is None else runtime.to_device(scores, device)
     autocast = runtime.autocast_for(device, precision)
@@ -392,8 +392,8 @@ def test_the_questioning_precision_reaches_the_questioning_forward(tmp_path, tin
     monkeypatch.setattr(MaskedLM, "forward", spy)
     history = train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", "--steps", "3",
                               "--questioning-precision", precision, "--eval-every", "100"))
-    chosen = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
-              "auto": torch.bfloat16 if runtime.native_bf16(torch.device("cpu")) else torch.float32}[precision]
+    auto = torch.bfloat16 if runtime.native_bf16(torch.device("cpu")) else torch.float32
+    chosen = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "auto": auto}[precision]
     assert seen == {chosen, torch.float32}
     assert all(np.isfinite(h["loss"]) for h in history if "loss" in h)
     expected = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[chosen]
