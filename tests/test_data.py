@@ -291,6 +291,25 @@ def test_streaming_gives_the_blocks_of_packing_in_memory(tmp_path, tok, monkeypa
     assert read_documents([path]) == [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
 
 
+@pytest.mark.parametrize("read_bytes", [1, 2, 5, 64])
+def test_blank_lines_are_found_across_pieces(tmp_path, monkeypatch, read_bytes):
+    rng = np.random.default_rng(read_bytes)
+    text = "".join(rng.choice(["ab", "c d", "\n", " ", "\t", "\n\n", " \n \n", "é"], size=3000))
+    path = write(tmp_path, "corpus.txt", text)
+    monkeypatch.setattr(data, "READ_BYTES", read_bytes)
+    assert read_documents([path]) == [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
+
+
+def test_a_file_without_blank_lines_is_cut_at_line_ends(tmp_path, monkeypatch):
+    lines = [f"line {i} of one long document" for i in range(200)]
+    path = write(tmp_path, "corpus.txt", "\n".join(lines) + "\n")
+    monkeypatch.setattr(data, "READ_BYTES", 16)
+    monkeypatch.setattr(data, "DOCUMENT_CHARS", 300)
+    docs = read_documents([path])
+    assert "\n".join(docs).split("\n") == lines  # nothing lost, nothing cut inside a line
+    assert len(docs) > 10 and max(len(d) for d in docs) <= 300 + 16 + len(lines[-1])
+
+
 def test_jsonl_and_gzip_give_the_blocks_of_plain_text(tmp_path, tok):
     docs = [d.strip() for d in re.split(r"\n\s*\n", random_text(80)) if d.strip()]
     plain = write(tmp_path, "corpus.txt", "\n\n".join(docs) + "\n")
@@ -319,13 +338,17 @@ def test_bad_input_is_named(tmp_path, tok, name, content, message):
         load_corpus([path], tok, 12, cache_dir=tmp_path / "cache")
 
 
-def test_memory_does_not_grow_with_the_corpus(tmp_path, tok, monkeypatch):
-    """Python's peak allocation while building the cache, for a corpus and one eight times its size."""
+@pytest.mark.parametrize("blank_lines", [True, False])
+def test_memory_does_not_grow_with_the_corpus(tmp_path, tok, monkeypatch, blank_lines):
+    """Python's peak allocation while building the cache, for a corpus and one eight times its size;
+    also for a file with no blank line, which is one document until it is cut."""
     monkeypatch.setattr(data, "READ_BYTES", 1 << 14)
     monkeypatch.setattr(data, "BATCH_BYTES", 1 << 15)
+    monkeypatch.setattr(data, "DOCUMENT_CHARS", 1 << 15)
+    text = random_text(400) if blank_lines else re.sub(r"\n\s*\n", "\n", random_text(400))
     peaks = []
     for copies in (1, 8):
-        path = write(tmp_path, f"corpus-{copies}.txt", random_text(400) * (10 * copies))
+        path = write(tmp_path, f"corpus-{copies}.txt", text * (10 * copies))
         tracemalloc.start()
         load_corpus([path], tok, 12, heldout=0.01, cache_dir=tmp_path / "cache")
         peaks.append(tracemalloc.get_traced_memory()[1])
