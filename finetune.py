@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 import runtime
 from data import DEFAULT_DATA_ROOT, find_data_root
-from model import EncoderConfig, SequenceClassifier, atomic_write, resolve_checkpoint
+from model import EncoderConfig, Prompt, SequenceClassifier, atomic_write, resolve_checkpoint
 from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
@@ -57,6 +58,7 @@ class Example:
     text_b: str | None
     label: int | float | None  # class index, regression target, or None on the test split
     idx: str  # the row's id, written back into a submission file
+    choices: tuple = ()  # a multiple-choice task's candidates (COPA): each is scored as (text_a, choice)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Task:
     folder: str = ""  # the folder under data_root/kind, when it is not the task's name
     suffix: str = ""  # MNLI's dev and test file names: dev_matched.tsv, test_mismatched.tsv
     no_header: tuple = ()  # the column names of train/dev files that have no header line (CoLA)
+    choices: int = 0  # a multiple-choice task: the candidates per example, each scored by the head (COPA)
 
     @property
     def metric(self) -> str:
@@ -94,6 +97,8 @@ TASKS = {t.name: t for t in [
     Task("CB", "superglue", ("entailment", "contradiction", "neutral"), ("macro_f1", "accuracy"),
          ("premise", "hypothesis", "label")),
     Task("WiC", "superglue", ("false", "true"), ("accuracy",), PAIR),
+    Task("COPA", "superglue", ("0", "1"), ("accuracy",), ("premise", None, "label"), choices=2),
+    Task("WSC", "superglue", ("false", "true"), ("accuracy",), ("text", None, "label")),
 ]}
 TASKS["MNLI"] = TASKS["MNLI-m"]
 
@@ -183,10 +188,18 @@ def _read_tsv(task, path, lines, split) -> list[Example]:
     return examples
 
 
+# The fields a task's rows carry beyond its columns, and which of them are texts.
+MORE_FIELDS = {"WiC": ["word", "start1", "end1", "start2", "end2"],
+               "COPA": ["choice1", "choice2", "question"],
+               "WSC": ["target"]}
+MORE_TEXTS = {"WiC": ["word"], "COPA": ["choice1", "choice2"]}
+COPA_CUES = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+
+
 def _read_jsonl(task, path, lines, split) -> list[Example]:
     a, b, y = task.columns
-    wic_fields = ["word", "start1", "end1", "start2", "end2"] if task.name == "WiC" else []
-    need = [a, b, "idx"] + ([] if split == "test" else [y]) + wic_fields
+    texts = [k for k in (a, b) if k] + MORE_TEXTS.get(task.name, [])
+    need = texts + ["idx"] + ([] if split == "test" else [y]) + MORE_FIELDS.get(task.name, [])
     examples = []
     for n, line in lines:
         where = f"{path}:{n}"
@@ -196,18 +209,55 @@ def _read_jsonl(task, path, lines, split) -> list[Example]:
             raise FormatError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(row, dict):
             raise FormatError(f"{where}: expected a JSON object, found {type(row).__name__}")
-        if missing := [k for k in need if k not in row]:
+        if missing := [k for k in dict.fromkeys(need) if k not in row]:
             raise FormatError(f"{where}: missing field {', '.join(missing)}")
-        texts = [a, b] + (["word"] if task.name == "WiC" else [])
         if not_text := [k for k in texts if not isinstance(row[k], str)]:
             raise FormatError(f"{where}: field {', '.join(not_text)} is {json.dumps(row[not_text[0]])}, "
                               "expected a string")
         # WiC's labels are JSON true/false: compare their JSON spelling, since True == 1 in Python
         label = (None if split == "test"
                  else _label(task, row[y] if isinstance(row[y], str) else json.dumps(row[y]), where))
-        text_a, text_b = _mark_word(row) if task.name == "WiC" else (row[a], row[b])
-        examples.append(Example(text_a, text_b, label, str(row["idx"])))
+        choices = ()
+        if task.name == "WiC":
+            text_a, text_b = _mark_word(row)
+        elif task.name == "COPA":  # the premise with its question, then each choice: which follows?
+            if row["question"] not in COPA_CUES:
+                raise FormatError(f"{where}: question {row['question']!r} is not one of cause, effect")
+            text_a, text_b = f"{row[a]} {COPA_CUES[row['question']]}", None
+            choices = (row["choice1"], row["choice2"])
+        elif task.name == "WSC":
+            text_a, text_b = _mark_spans(row, where), None
+        else:
+            text_a, text_b = row[a], row[b] if b else None
+        examples.append(Example(text_a, text_b, label, str(row["idx"]), choices))
     return examples
+
+
+def _mark_spans(row, where) -> str:
+    """WSC asks whether a pronoun refers to a noun phrase, so the model must see both: the text with
+    the noun phrase between asterisks and the pronoun between hashes ("*Mark* told Pete ... #He# ...").
+
+    The files give each span's word index in the text split on spaces, and its
+    words. Where the words there are not the span's (2 of the 658 spans of
+    train and val: an index one word off), the nearest occurrence is marked.
+    """
+    target = row["target"]
+    words = row["text"].split(" ")
+    norm = lambda w: w.lower().strip(".,;:!?'\"*#")  # the marks too: the two spans may overlap
+    for key, mark in (("span1", "*"), ("span2", "#")):
+        index, span = target.get(f"{key}_index"), target.get(f"{key}_text")
+        if not isinstance(index, int) or not isinstance(span, str) or not span.split():
+            raise FormatError(f"{where}: target needs {key}_index (a word number) and {key}_text")
+        n = len(span.split())
+        first = norm(span.split()[0])
+        here = lambda i: norm(words[i]).startswith(first) if 0 <= i < len(words) else False
+        found = sorted((i for i in range(len(words)) if here(i)), key=lambda i: abs(i - index))
+        if not found:
+            raise FormatError(f"{where}: {key}_text {span!r} is not in the text")
+        i = found[0]
+        words[i] = mark + words[i]
+        words[i + n - 1] = words[i + n - 1] + mark
+    return " ".join(words)
 
 
 def _mark_word(row) -> tuple[str, str]:
@@ -350,73 +400,189 @@ def scores(task, predictions, gold) -> dict[str, float]:
 
 def batches(tok, examples, order, batch_size, max_length, device):
     """(tokenized inputs on the device, labels or None on a test split) in the given order;
-    pairs are cut longest side first."""
+    pairs are cut longest side first. A multiple-choice example (COPA) becomes one pair
+    (text_a, choice) per choice, in order."""
     for start in range(0, len(order), batch_size):
         rows = [examples[i] for i in order[start:start + batch_size]]
-        pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
-        enc = tok([e.text_a for e in rows], pairs, max_length)
+        if rows[0].choices:
+            enc = tok([e.text_a for e in rows for _ in e.choices],
+                      [c for e in rows for c in e.choices], max_length)
+        else:
+            pairs = [e.text_b for e in rows] if rows[0].text_b is not None else None
+            enc = tok([e.text_a for e in rows], pairs, max_length)
         # on the host: predict needs none
         labels = None if rows[0].label is None else torch.tensor([e.label for e in rows])
         yield {k: runtime.to_device(v, device) for k, v in enc.items()}, labels
 
 
+def task_logits(model, task, enc, prompt=None):
+    """(batch, classes) float32 logits; a multiple-choice task's head scores each choice alone
+    (one output), and its choices' scores are the logits."""
+    logits = model(**enc, prefix=None if prompt is None else prompt()).float()
+    return logits.view(-1, task.choices) if task.choices else logits
+
+
+def task_loss(task, logits, labels):
+    if task.labels is None:  # regression (STS-B)
+        return F.mse_loss(logits.squeeze(-1), labels.float())
+    return F.cross_entropy(logits, labels)
+
+
 @torch.no_grad()
-def predict(model, tok, examples, args, machine):
-    """Class indices (or regression scores) for every example, in their order."""
+def predict(model, tok, task, examples, args, machine, prompt=None, logits=False):
+    """Class indices (or regression scores) for every example, in their order; or the logits."""
+    was_training = model.training
     model.eval()
     out = []
     order = np.arange(len(examples))
     for enc, _ in batches(tok, examples, order, 2 * args.batch_size, args.max_length, machine.device):
         with machine.autocast:
-            logits = model(**enc).float()
-        out.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))
-    model.train()
+            scores = task_logits(model, task, enc, prompt)
+        out.append(scores if logits else scores.squeeze(-1) if task.labels is None else scores.argmax(-1))
+    model.train(was_training)
     return torch.cat(out).cpu().numpy()
 
 
-def finetune_seed(args, task, tok, data, seed, machine, test=None):
-    """Train one seed; return the dev scores of every epoch, the best epoch, and its test predictions."""
-    regression = task.labels is None
-    torch.manual_seed(seed)  # the fresh head, and dropout
+# Prompt tuning (Vega v2's downstream half, with P-tuning v2's deep prompts):
+# the encoder is frozen and only a prompt and the task head learn. Prompt
+# transfer (SPoT, Vu et al. 2022) starts the prompt from a source task's.
+# PANDA (Zhong et al. 2022) trains a *teacher*, the source prompt further tuned
+# on the target (plain transfer), then a *student* prompt from scratch with
+#     loss = cross-entropy + lambda * MSE(student logits, teacher logits),
+# lambda growing with how transferable the source is: the cosine similarity
+# of the source's prompt and the target's own (trained from scratch).
+
+
+def transferability(source, target) -> float:
+    """PANDA's prompt-similarity metric: the cosine similarity of two tasks' prompts, flattened."""
+    return float(F.cosine_similarity(source.flatten(), target.flatten(), dim=0))
+
+
+def distill_weight(similarity, scale=1.0) -> float:
+    """lambda = scale * max(0, similarity): no distillation from a source that points elsewhere."""
+    return scale * max(0.0, similarity)
+
+
+def distillation_loss(student_logits, teacher_logits, labels, task, weight):
+    """The student's loss: its task loss plus `weight` times the mean squared distance of its
+    logits from the teacher's (PANDA)."""
+    return task_loss(task, student_logits, labels) + weight * F.mse_loss(student_logits, teacher_logits)
+
+
+def classifier(args, task, machine):
+    """The checkpoint with a fresh head for the task; frozen but for the head under prompt tuning."""
     with warnings.catch_warnings():  # a pretrained checkpoint has no head for this task: fresh by design
         warnings.simplefilter("ignore")
-        model = SequenceClassifier.from_pretrained(args.model,
-                                                   num_labels=1 if regression else len(task.labels),
+        outputs = 1 if task.labels is None or task.choices else len(task.labels)
+        model = SequenceClassifier.from_pretrained(args.model, num_labels=outputs,
                                                    hidden_dropout_prob=args.dropout,
                                                    attention_probs_dropout_prob=args.dropout)
-    device = machine.device
-    model.to(device).train()
+    if args.tuning == "prompt":
+        model.encoder.requires_grad_(False)
+    return model.to(machine.device).train()
+
+
+def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, teacher=None):
+    """Train one seed; return the dev scores of every epoch, the best epoch, its test predictions,
+    and, under prompt tuning, its prompt and head (`tuned`).
+
+    `init`: a source prompt to start from (prompt transfer). `teacher`: (its
+    logits on the training examples, in their order; lambda) to distil from.
+    """
+    torch.manual_seed(seed)  # the fresh head, the fresh prompt, and dropout
+    model, device = classifier(args, task, machine), machine.device
+    prompt = None
+    if args.tuning == "prompt":
+        prompt = Prompt(model.config, args.prompt_length).to(device)
+        if init is not None:
+            prompt.prefix.data.copy_(init)
+    trainable = model
+    if prompt is not None:
+        trainable = nn.ModuleDict({"prompt": prompt, "head": nn.ParameterList(model.head())})
     train_ex, dev_ex = data["train"], data["dev"]
     total = math.ceil(len(train_ex) / args.batch_size) * args.epochs
     warmup = max(1, round(args.warmup * total))
-    optimizer = runtime.make_optimizer(model, args.lr, args.weight_decay)  # the authors' betas and eps
+    optimizer = runtime.make_optimizer(trainable, args.lr, args.weight_decay)  # the authors' betas and eps
     scaler = torch.amp.GradScaler(device.type, enabled=machine.precision == "fp16")
     gold = np.array([e.label for e in dev_ex])
-    epochs, best, step = [], None, 0
+    epochs, best, tuned, step = [], None, None, 0
     bar = tqdm(total=total, desc=f"{task.name} seed {seed}", disable=args.quiet,
                dynamic_ncols=True, leave=False)
     for epoch in range(args.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(train_ex))
-        for enc, labels in batches(tok, train_ex, order, args.batch_size, args.max_length, device):
+        train_batches = batches(tok, train_ex, order, args.batch_size, args.max_length, device)
+        for start, (enc, labels) in zip(range(0, len(order), args.batch_size), train_batches):
             for group in optimizer.param_groups:
                 group["lr"] = runtime.lr_at(step, args.lr, warmup, total, schedule="linear")
             with machine.autocast:
-                logits = model(**enc).float()
+                logits = task_logits(model, task, enc, prompt)
             labels = runtime.to_device(labels, device)
-            loss = (F.mse_loss(logits.squeeze(-1), labels.float()) if regression
-                    else F.cross_entropy(logits, labels))
+            if teacher is None:
+                loss = task_loss(task, logits, labels)
+            else:  # the teacher's logits of these very examples
+                rows = torch.from_numpy(order[start:start + args.batch_size])
+                loss = distillation_loss(logits, teacher[0][rows].to(device), labels, task, teacher[1])
             scaler.scale(loss).backward()
-            runtime.optimizer_step(optimizer, scaler, model.parameters(), clip=1.0)
+            runtime.optimizer_step(optimizer, scaler, trainable.parameters(), clip=1.0)
             step += 1
             bar.update(1)
-        result = {"epoch": epoch + 1, **scores(task, predict(model, tok, dev_ex, args, machine), gold)}
+        predicted = predict(model, tok, task, dev_ex, args, machine, prompt)
+        result = {"epoch": epoch + 1, **scores(task, predicted, gold)}
         epochs.append(result)
         bar.set_postfix({k: f"{v:.3f}" for k, v in result.items() if k != "epoch"})
         if best is None or result[task.metric] > best[task.metric]:
             best = result
-            predictions = predict(model, tok, test, args, machine) if test else None
+            predictions = predict(model, tok, task, test, args, machine, prompt) if test else None
+            if prompt is not None:  # what a task run keeps: the prompt and the head, not the encoder
+                tuned = {"prompt": prompt.prefix.detach().clone(),
+                         **{f"head.{k}": v.detach().clone() for k, v in
+                            zip(("dense.weight", "dense.bias", "out.weight", "out.bias"), model.head())}}
     bar.close()
-    return {"seed": seed, "best": best, "epochs": epochs, "test_predictions": predictions}
+    return {"seed": seed, "best": best, "epochs": epochs, "test_predictions": predictions, "tuned": tuned}
+
+
+def teacher_logits(args, task, tok, data, tuned, machine):
+    """The logits a tuned prompt and head give the training examples, in their order (a teacher's)."""
+    model = classifier(args, task, machine)
+    with torch.no_grad():
+        for p, k in zip(model.head(), ("dense.weight", "dense.bias", "out.weight", "out.bias")):
+            p.copy_(tuned[f"head.{k}"])
+    prompt = Prompt(model.config, args.prompt_length).to(machine.device)
+    prompt.prefix.data.copy_(tuned["prompt"])
+    return torch.from_numpy(predict(model, tok, task, data["train"], args, machine, prompt, logits=True))
+
+
+def save_tuned(folder, runs, task, report):
+    """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside."""
+    from safetensors.torch import save_file
+
+    best = max(runs, key=lambda r: r["best"][task.metric])
+    for where, run in [(folder / f"seed-{r['seed']}", r) for r in runs] + [(folder, best)]:
+        where.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in run["tuned"].items()}, str(where / "prompt.safetensors"))
+        meta = {"task": task.name, "model": report["model"], "seed": run["seed"], "best": run["best"]}
+        (where / "prompt.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+
+def load_tuned(folder):
+    """A saved prompt and head (save_tuned) as {name: tensor}."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "prompt.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no prompt (a prompt-tuning run writes one with --save)")
+    return load_file(path)
+
+
+def load_prompt(folder, config, length):
+    """The prompt a prompt-tuning run saved with --save, its shape checked against the model."""
+    path = Path(folder) / "prompt.safetensors"
+    prompt = load_tuned(folder)["prompt"]
+    expected = (config.num_hidden_layers, 2, length, config.hidden_size)
+    if tuple(prompt.shape) != expected:
+        raise ValueError(f"{path}: a prompt of shape {tuple(prompt.shape)}; this model and --prompt-length "
+                         f"{length} need {expected}")
+    return prompt
 
 
 # -----------------------------------------------------------------------------
@@ -432,22 +598,52 @@ def subsample(examples, n, seed=0):
 
 
 def run_task(args, name, tok, machine, log=print):
-    """Fine-tune args.model on one task for every seed in args.seeds; return the report."""
+    """Fine-tune (or prompt-tune) args.model on one task for every seed in args.seeds; return the report."""
     task = TASKS[name]
     folder = task_folder(name, args.data_root)
     data = {"train": subsample(read_examples(name, folder, "train"), args.max_train),
             "dev": read_examples(name, folder, "dev")}
     test = read_examples(name, folder, "test") if args.predict else None
-    t0 = time.time()
-    runs = [finetune_seed(args, task, tok, data, seed, machine, test) for seed in args.seeds]
+    config = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json")
+    load = lambda f: load_prompt(f, config, args.prompt_length)
+    t0, extra = time.time(), {}
+    if args.distill_from:  # PANDA: a teacher per seed (the source prompt tuned here), then a fresh student
+        source = load(args.distill_from)
+        if args.target_prompt:
+            target = load(args.target_prompt)
+        else:
+            log(f"{name}: its own prompt, for the transferability (seed {args.seeds[0]}, from scratch)")
+            target = finetune_seed(args, task, tok, data, args.seeds[0], machine)["tuned"]["prompt"]
+        similarity = transferability(source, target)
+        weight = distill_weight(similarity, args.distill_scale)
+        log(f"{name}: transferability = cosine(source prompt, {name}'s own) = {similarity:+.3f}; "
+            f"lambda = {args.distill_scale} x max(0, {similarity:.3f}) = {weight:.3f}")
+        extra = {"transferability": similarity, "lambda": weight}
+        runs = []
+        for seed in args.seeds:
+            if args.teachers:
+                teacher = load_tuned(Path(args.teachers) / f"seed-{seed}")
+            else:
+                teacher = finetune_seed(args, task, tok, data, seed, machine, init=source)["tuned"]
+            logits = teacher_logits(args, task, tok, data, teacher, machine)
+            runs.append(finetune_seed(args, task, tok, data, seed, machine, test, teacher=(logits, weight)))
+    else:
+        init = load(args.prompt_init) if args.prompt_init else None
+        runs = [finetune_seed(args, task, tok, data, seed, machine, test, init) for seed in args.seeds]
     metrics = list(task.metrics)
     table = np.array([[r["best"][m] for m in metrics] for r in runs])
-    report = {"task": name, "model": str(args.model),
+    total = sum(p.numel() for p in classifier(args, task, machine).parameters())
+    stored = total if args.tuning == "full" else sum(v.numel() for v in runs[0]["tuned"].values())
+    report = {"task": name, "model": str(args.model), "tuning": args.tuning,
               "train_examples": len(data["train"]), "dev_examples": len(data["dev"]),
               "metric": task.metric, "seeds": args.seeds, "minutes": (time.time() - t0) / 60,
+              "trainable_parameters": stored, "stored_parameters": stored, **extra,
               "mean": dict(zip(metrics, table.mean(0).tolist())),
               "std": dict(zip(metrics, table.std(0).tolist())),
-              "runs": [{k: v for k, v in r.items() if k != "test_predictions"} for r in runs]}
+              "runs": [{k: v for k, v in r.items() if k not in ("test_predictions", "tuned")} for r in runs]}
+    if args.save:
+        save_tuned(Path(args.save) / name, runs, task, report)
+        log(f"  prompts: {Path(args.save) / name} (the best seed's; every seed's in seed-N/)")
     summary = ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}"
                         for m in sorted(metrics))
     log(f"{name}: " + summary
@@ -496,6 +692,25 @@ def parse_args(argv=None):
                          "None: 128, or the model's positions if it has fewer")
     ap.add_argument("--max-train", type=runtime.number(int, at_least=0), default=0,
                     help="fine-tune on at most this many training examples (0: all)")
+    g = ap.add_argument_group("prompt tuning (Vega v2, PANDA)")
+    g.add_argument("--tuning", choices=["full", "prompt"], default="full",
+                   help="train every weight, or only a deep prompt and the head, the encoder frozen")
+    g.add_argument("--prompt-length", type=positive, default=20,
+                   help="prompt vectors per layer (keys and values)")
+    g.add_argument("--prompt-init", metavar="RUN",
+                   help="prompt transfer: start from the prompt a prompt-tuning "
+                        "run saved (a folder with prompt.safetensors)")
+    g.add_argument("--distill-from", metavar="RUN",
+                   help="PANDA: distil from the prompt of this source run, "
+                        "tuned on the task (the teacher), into a fresh prompt")
+    g.add_argument("--target-prompt", metavar="RUN", help="the task's own prompt, for the transferability; "
+                                                          "None: trained first, with the first seed")
+    g.add_argument("--teachers", metavar="RUN", help="teachers already tuned, one per seed in RUN/seed-N/ "
+                                                     "(a --prompt-init run's --save); None: tuned here")
+    g.add_argument("--distill-scale", type=runtime.number(float, at_least=0), default=1.0,
+                   help="lambda = this x max(0, transferability)")
+    g.add_argument("--save", metavar="DIR", help="keep each task's prompts and heads in DIR/TASK/ "
+                                                 "(prompt tuning)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                     help="auto: bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on CPU")
@@ -504,6 +719,15 @@ def parse_args(argv=None):
                     help="also write test-set predictions in the GLUE/SuperGLUE submission format")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    prompt_options = ("prompt_init", "distill_from", "target_prompt", "teachers", "save")
+    prompting = [o for o in prompt_options if getattr(args, o)]
+    if prompting and args.tuning != "prompt":
+        ap.error(f"--{prompting[0].replace('_', '-')} is for prompt tuning: add --tuning prompt")
+    if args.prompt_init and args.distill_from:
+        ap.error("--prompt-init and --distill-from: PANDA's student starts from scratch, its teacher from "
+                 "--distill-from's prompt; give one of them")
+    if (args.target_prompt or args.teachers) and not args.distill_from:
+        ap.error("--target-prompt and --teachers go with --distill-from")
     try:  # the model is known now: a longer input than its positions would fail at the first batch
         positions = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json").max_positions
     except (OSError, ValueError) as e:

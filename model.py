@@ -10,7 +10,8 @@ to read and write their weight files. This file is that and nothing more:
   1. EncoderConfig       the fields of a Hugging Face config.json the network needs
   2. Encoder             embeddings + post-LayerNorm transformer layers
   3. MaskedLM            Encoder + MLM head (the head SE trains and questions)
-  4. SequenceClassifier  Encoder + classification head (for fine-tuning)
+  4. SequenceClassifier  Encoder + classification head (for fine-tuning), and
+     Prompt, a deep prompt for prompt tuning with the encoder frozen
   5. checkpoints: from_pretrained / save_pretrained, shared by the three
      classes; where a name, a folder or a train.py run folder points
 
@@ -179,12 +180,20 @@ class Layer(nn.Module):
         self.drop = nn.Dropout(c.hidden_dropout_prob)
         self.attn_dropout = c.attention_probs_dropout_prob
 
-    def forward(self, x, attn_mask):
+    def forward(self, x, attn_mask, prefix=None):
         B, L, H = x.shape
-        # (B, L, H) -> (B, heads, L, H/heads) for each of query, key, value
-        heads = lambda proj: proj(x).view(B, L, self.heads, H // self.heads).transpose(1, 2)
-        q, k, v = heads(self.q), heads(self.k), heads(self.v)
-        # `attn_mask` (B, 1, 1, L) says which keys each query may attend to:
+        # (B, n, H) -> (B, heads, n, H/heads) for each of query, key, value
+        heads = lambda t: t.view(B, -1, self.heads, H // self.heads).transpose(1, 2)
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        if prefix is not None:
+            # Deep prompt tuning (P-tuning v2): P trained key and value vectors of
+            # this layer, (2, P, H), in front of the sequence's own: every token
+            # attends to them, and they attend to nothing (they have no query).
+            k = torch.cat([heads(prefix[0].expand(B, -1, -1)), k], dim=2)
+            v = torch.cat([heads(prefix[1].expand(B, -1, -1)), v], dim=2)
+            if attn_mask is not None:
+                attn_mask = F.pad(attn_mask, (prefix.shape[1], 0), value=True)
+        # `attn_mask` (B, 1, 1, keys) says which keys each query may attend to:
         # padding never is. PyTorch picks the fastest kernel for the device.
         dropout = self.attn_dropout if self.training else 0.0
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
@@ -233,13 +242,15 @@ class Encoder(Pretrained):
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.apply(init_weights)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, prefix=None):
+        """Hidden states (batch, length, hidden). `prefix`, (layers, 2, P, hidden): a deep prompt,
+        P key and value vectors for every layer (see Prompt); None: the plain encoder."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         attn_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         x = self.embed(input_ids, token_type_ids)
-        for layer in self.layers:
-            x = layer(x, attn_mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, None if prefix is None else prefix[i])
         return x
 
     def hf_names(self):
@@ -338,9 +349,13 @@ class SequenceClassifier(Pretrained):
         self.drop_first = nn.Dropout(p) if config.model_type == "roberta" else nn.Identity()
         self.apply(init_weights)
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        first = self.encoder(input_ids, attention_mask, token_type_ids)[:, 0]
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, prefix=None):
+        first = self.encoder(input_ids, attention_mask, token_type_ids, prefix)[:, 0]
         return self.out(self.drop(torch.tanh(self.dense(self.drop_first(first)))))
+
+    def head(self) -> list:
+        """The parameters of the classification head (what prompt tuning trains besides the prompt)."""
+        return [*self.dense.parameters(), *self.out.parameters()]
 
     def hf_names(self):
         names = {f"encoder.{k}": v for k, v in self.encoder.hf_names().items()}
@@ -349,6 +364,24 @@ class SequenceClassifier(Pretrained):
         else:
             names.update({"dense": "classifier.dense", "out": "classifier.out_proj"})
         return names
+
+
+class Prompt(nn.Module):
+    """A deep prompt: P trained key and value vectors in front of every layer's attention.
+
+    This is P-tuning v2 (Liu et al. 2022), which Vega v2 and PANDA use: the
+    encoder stays frozen and only the prompt (and a task head) learn, so a
+    task costs layers * 2 * P * hidden numbers instead of a whole model
+    (92,160 for MiniLM with P = 20). Initialised as P-tuning v2 does, from
+    N(0, 1), unless taken from another task's prompt (prompt transfer).
+    """
+
+    def __init__(self, config: EncoderConfig, length: int = 20):
+        super().__init__()
+        self.prefix = nn.Parameter(torch.randn(config.num_hidden_layers, 2, length, config.hidden_size))
+
+    def forward(self):
+        return self.prefix
 
 
 # -----------------------------------------------------------------------------

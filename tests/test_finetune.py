@@ -426,18 +426,18 @@ def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_
 
 
 def test_paired_intervals_are_those_of_the_resampled_differences():
-    import ablation
+    import stats
 
     rng = np.random.default_rng(0)
     a = {"accuracy": 0.5, "correct": {"p": [1, 0] * 50}}
     b = {"accuracy": 0.6, "correct": {"p": [1, 0] * 40 + [1, 1] * 10}}  # right on ten more pairs
-    point, low, high = ablation.paired_blimp(a, b, rng)
+    point, low, high = stats.paired_blimp(a, b, rng)
     assert point == pytest.approx(10.0) and 0 < low < point < high  # the ten never turn against b
     scores = {"loss": [2.0, 4.0], "count": [1, 2]}
-    assert ablation.paired_mlm(scores, scores, rng) == (0.0, 0.0, 0.0)
-    assert ablation.paired_seeds([50, 60, 70], [51, 61, 71], rng) == pytest.approx((1.0, 1.0, 1.0))
-    assert ablation.cell(1.0, 0.2, 1.8, 2) == "+1.00 [+0.20, +1.80] *"
-    assert "*" not in ablation.cell(1, -1, 2, 1)
+    assert stats.paired_mlm(scores, scores, rng) == (0.0, 0.0, 0.0)
+    assert stats.paired_seeds([50, 60, 70], [51, 61, 71], rng) == pytest.approx((1.0, 1.0, 1.0))
+    assert stats.cell(1.0, 0.2, 1.8, 2) == "+1.00 [+0.20, +1.80] *"
+    assert "*" not in stats.cell(1, -1, 2, 1)
 
 
 def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint):

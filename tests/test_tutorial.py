@@ -87,7 +87,7 @@ def test_chapter_runs(chapter, tiny_checkpoint, tiny_corpus, tiny_tasks, tmp_pat
     figures = tmp_path / "figures"
     env = dict(os.environ, TUTORIAL_CHECKPOINT=str(tiny_checkpoint), TUTORIAL_CORPUS=str(tiny_corpus),
                TUTORIAL_FIGURES=str(figures), TUTORIAL_DATA=str(tiny_tasks), MPLBACKEND="Agg",
-               SE_CACHE=str(tmp_path / "cache"))
+               SE_CACHE=str(tmp_path / "cache"), TUTORIAL_WORK=str(tmp_path / "work"))
     done = subprocess.run([sys.executable, str(TUTORIAL / "run_chapters.py"), str(chapter)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{chapter.name} failed:\n{done.stderr[-4000:]}"
