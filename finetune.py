@@ -498,7 +498,7 @@ def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, te
             prompt.prefix.data.copy_(init)
     trainable = model
     if prompt is not None:
-        trainable = nn.ModuleDict({"prompt": prompt, "head": nn.ParameterList(model.head())})
+        trainable = nn.ModuleDict({"prompt": prompt, "head": nn.ParameterList(model.head().values())})
     train_ex, dev_ex = data["train"], data["dev"]
     total = math.ceil(len(train_ex) / args.batch_size) * args.epochs
     warmup = max(1, round(args.warmup * total))
@@ -535,8 +535,7 @@ def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, te
             predictions = predict(model, tok, task, test, args, machine, prompt) if test else None
             if prompt is not None:  # what a task run keeps: the prompt and the head, not the encoder
                 tuned = {"prompt": prompt.prefix.detach().clone(),
-                         **{f"head.{k}": v.detach().clone() for k, v in
-                            zip(("dense.weight", "dense.bias", "out.weight", "out.bias"), model.head())}}
+                         **{f"head.{k}": v.detach().clone() for k, v in model.head().items()}}
     bar.close()
     return {"seed": seed, "best": best, "epochs": epochs, "test_predictions": predictions, "tuned": tuned}
 
@@ -545,7 +544,7 @@ def teacher_logits(args, task, tok, data, tuned, machine):
     """The logits a tuned prompt and head give the training examples, in their order (a teacher's)."""
     model = classifier(args, task, machine)
     with torch.no_grad():
-        for p, k in zip(model.head(), ("dense.weight", "dense.bias", "out.weight", "out.bias")):
+        for k, p in model.head().items():
             p.copy_(tuned[f"head.{k}"])
     prompt = Prompt(model.config, args.prompt_length).to(machine.device)
     prompt.prefix.data.copy_(tuned["prompt"])

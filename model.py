@@ -353,9 +353,10 @@ class SequenceClassifier(Pretrained):
         first = self.encoder(input_ids, attention_mask, token_type_ids, prefix)[:, 0]
         return self.out(self.drop(torch.tanh(self.dense(self.drop_first(first)))))
 
-    def head(self) -> list:
-        """The parameters of the classification head (what prompt tuning trains besides the prompt)."""
-        return [*self.dense.parameters(), *self.out.parameters()]
+    def head(self) -> dict:
+        """The classification head's parameters by name (what prompt tuning trains besides the prompt)."""
+        return {f"{part}.{name}": p for part in ("dense", "out")
+                for name, p in getattr(self, part).named_parameters()}
 
     def hf_names(self):
         names = {f"encoder.{k}": v for k, v in self.encoder.hf_names().items()}
