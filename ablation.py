@@ -272,6 +272,7 @@ def probe_all(args, start, variants):
                     masks = fixed_masks(args, tok, start["checkpoint"], machine)
                 pairs = args.blimp_pairs if step == checkpoints[-1][0] else args.curve_pairs
                 print(f"\n=== probing {name} at step {step} ===", flush=True)
+                t0 = time.time()
                 model = MaskedLM.from_pretrained(folder).to(machine.device)
                 result = {"step": step, "checkpoint": str(folder)}
                 for kind, batches in masks.items():
@@ -281,6 +282,7 @@ def probe_all(args, start, variants):
                     paradigms = probe.read_blimp(args.data_root, pairs)
                     result["blimp"] = probe.blimp(model, tok, paradigms, ranking, quiet=args.quiet)
                     print(f"BLiMP {100 * result['blimp']['accuracy']:.1f}% ({pairs} pairs of each paradigm)")
+                result["minutes"] = (time.time() - t0) / 60
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, lambda p: p.write_text(json.dumps(result) + "\n"))
             probes.setdefault(name, []).append(json.loads(path.read_text()))
@@ -452,15 +454,14 @@ def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     check_settings(args)
-    t0 = time.time()
     start, variants = pretrain_all(args)
     probes = probe_all(args, start, variants)
     reports = finetune_all(args, {"start": start, **variants})
-    minutes = (time.time() - t0) / 60
-    timing_path = args.out / "timing.json"
-    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {"minutes": 0.0}
-    timing["minutes"] += minutes  # wall time summed over resumed invocations
-    timing_path.write_text(json.dumps(timing) + "\n")
+    # The wall time is the sum of what each stage took when it ran, so that the invocations a stopped
+    # ablation was resumed by are all counted, even one that was killed.
+    stages = [start, *variants.values(), *reports.values(), *(p for ps in probes.values() for p in ps)]
+    minutes, untimed = sum(s.get("minutes", 0) for s in stages), sum("minutes" not in s for s in stages)
+    untimed = f" ({untimed} probes, written by an earlier version, kept no time)" if untimed else ""
     plot(start, variants, args.out / "mlm-loss.png")
     smoke = "**This is the small preset: a smoke test.** " if args.preset == "small" else ""
     study = ""
@@ -505,7 +506,7 @@ fixed masks: random positions, and the tokens the start model finds hardest.
 {study}
 - command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
-- wall time: {timing['minutes']:.0f} min in all
+- wall time: {minutes:.0f} min in all, the sum of its stages{untimed}
 - start: {args.model}{warmup_note}
 - continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens,
   lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}

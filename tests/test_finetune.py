@@ -3,6 +3,7 @@ metrics by hand, submissions."""
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -423,6 +424,9 @@ def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_
     differences = [line for line in text.splitlines() if line.startswith("| (") and line.count("[") == 4]
     assert len(differences) == 4  # (b)-(e) against (a): BLiMP, two MLM losses, downstream, each an interval
     assert (out / "curves.png").stat().st_size > 1000
+    # The wall time sums what every stage took, so that a resumed study counts its stopped invocations.
+    assert all(p["minutes"] > 0 for ps in probes.values() for p in ps)
+    assert re.search(r"\n- wall time: \d+ min in all, the sum of its stages\n", text)
 
 
 def test_paired_intervals_are_those_of_the_resampled_differences():
