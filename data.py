@@ -109,7 +109,7 @@ def _text_documents(path, stream):
         offset += len(chunk)
         parts = re.split(r"\n\s*\n", tail + text)
         document.append(parts[0])
-        if len(parts) > 1 or not chunk:  # the unfinished document ends here (at the end, only whitespace is left)
+        if len(parts) > 1 or not chunk:  # the unfinished document ends here (at the end: only whitespace left)
             yield from (p.strip() for p in ["".join(document)] + parts[1:-1] if p.strip())
             document, size = [parts[-1]], 0
         if not chunk:
