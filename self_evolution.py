@@ -104,6 +104,7 @@ def question(model, input_ids, positions=None, precision="fp32"):
     """
     was_training = model.training
     model.eval()
+    # Not runtime.autocast_for: fp32 here must switch off the training step's autocast around it.
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     with torch.no_grad(), torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None,
                                          cache_enabled=False):
