@@ -99,6 +99,14 @@ class Machine:
         if self.world > 1:
             dist.barrier(group=self.long_waits)
 
+    def leave(self):
+        """Free the process group (under torchrun), as every process stops: left to the interpreter's
+        exit, Gloo's threads are torn down unjoined, and the process can abort ("terminate called
+        without an active exception") instead of exiting with its own status. Whatever holds the
+        group (DDP) must be gone first."""
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
     def check_shared(self, *folders):
         """Under torchrun, stop (saying what to share) unless every process sees what the first
         writes in these folders: the corpus cache and the offline scores are written once and read
@@ -120,6 +128,7 @@ class Machine:
             for path in paths:
                 path.unlink(missing_ok=True)
         if failed:
+            self.leave()  # both stop here: each with status 1 and its message, never an abort
             raise SystemExit(f"process {self.rank} of {self.world}: "
                              + (f"does not see {', '.join(unseen)} as the first process writes it"
                                 if unseen else "another process does not see the folders the first writes")

@@ -559,11 +559,9 @@ def run(args, method, machine, out):
     if world > 1:
         if not stop.raised:
             machine.barrier()  # the first process may still be evaluating and saving: leave together
-        # DDP holds the process group: free it now, or Gloo's threads are torn
-        # down with the interpreter at exit, which can abort the process.
-        del wrapped
+        del wrapped  # DDP holds the process group: free it, then leave the group
         gc.collect()
-        dist.destroy_process_group()
+        machine.leave()
     if stop.requested:  # as a shell reports a stopped program: never taken for a finished run
         raise SystemExit(128 + stop.signal_number)
     return history
