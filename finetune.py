@@ -451,11 +451,25 @@ def predict(model, tok, task, examples, args, machine, prompt=None, logits=False
 #     loss = cross-entropy + lambda * MSE(student logits, teacher logits),
 # lambda growing with how transferable the source is: the cosine similarity
 # of the source's prompt and the target's own (trained from scratch).
+#
+# One departure from PANDA: the cosine compares what training changed in the two
+# prompts, each minus its random start. A start is 92,160 draws of N(0, 1) and a
+# few hundred steps move it far less than its length, so the cosine of the
+# prompts themselves measures their starts: +1.00 for two prompts of the same
+# seed, whatever their tasks, and +-0.003 for two seeds, whatever their tasks.
 
 
 def transferability(source, target) -> float:
-    """PANDA's prompt-similarity metric: the cosine similarity of two tasks' prompts, flattened."""
+    """PANDA's prompt-similarity metric: the cosine similarity of two tasks' prompt changes, flattened
+    (`prompt_change`: what each task taught its prompt)."""
+    if source.shape != target.shape:
+        raise ValueError(f"prompts of shapes {tuple(source.shape)} and {tuple(target.shape)} do not compare")
     return float(F.cosine_similarity(source.flatten(), target.flatten(), dim=0))
+
+
+def prompt_change(prompt, seed):
+    """What tuning changed in a prompt tuned from its random start (model.Prompt.start of its seed)."""
+    return prompt - Prompt.start(prompt.shape, seed).to(prompt.device)
 
 
 def distill_weight(similarity, scale=1.0) -> float:
@@ -489,11 +503,11 @@ def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, te
     `init`: a source prompt to start from (prompt transfer). `teacher`: (its
     logits on the training examples, in their order; lambda) to distil from.
     """
-    torch.manual_seed(seed)  # the fresh head, the fresh prompt, and dropout
+    torch.manual_seed(seed)  # the fresh head and dropout; a fresh prompt's start has its own generator
     model, device = classifier(args, task, machine), machine.device
     prompt = None
     if args.tuning == "prompt":
-        prompt = Prompt(model.config, args.prompt_length).to(device)
+        prompt = Prompt(model.config, args.prompt_length, seed).to(device)
         if init is not None:
             prompt.prefix.data.copy_(init)
     trainable = model
@@ -551,15 +565,17 @@ def teacher_logits(args, task, tok, data, tuned, machine):
     return torch.from_numpy(predict(model, tok, task, data["train"], args, machine, prompt, logits=True))
 
 
-def save_tuned(folder, runs, task, report):
-    """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside."""
+def save_tuned(folder, runs, task, report, started_from=None):
+    """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside;
+    `started_from`: the run whose prompt they started from (None: a random start, of their seed)."""
     from safetensors.torch import save_file
 
     best = max(runs, key=lambda r: r["best"][task.metric])
     for where, run in [(folder / f"seed-{r['seed']}", r) for r in runs] + [(folder, best)]:
         where.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in run["tuned"].items()}, str(where / "prompt.safetensors"))
-        meta = {"task": task.name, "model": report["model"], "seed": run["seed"], "best": run["best"]}
+        meta = {"task": task.name, "model": report["model"], "seed": run["seed"], "best": run["best"],
+                "started_from": str(started_from) if started_from else "random"}
         (where / "prompt.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
@@ -582,6 +598,16 @@ def load_prompt(folder, config, length):
         raise ValueError(f"{path}: a prompt of shape {tuple(prompt.shape)}; this model and --prompt-length "
                          f"{length} need {expected}")
     return prompt
+
+
+def saved_change(folder):
+    """`prompt_change` of the prompt saved in `folder`, which must have been tuned from a random start."""
+    path = Path(folder) / "prompt.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("started_from") != "random":
+        raise ValueError(f"{path}: a prompt started from {meta.get('started_from', 'an unrecorded start')}; "
+                         "the transferability compares prompts tuned from their random start")
+    return prompt_change(load_tuned(folder)["prompt"], meta["seed"])
 
 
 # -----------------------------------------------------------------------------
@@ -609,13 +635,14 @@ def run_task(args, name, tok, machine, log=print):
     if args.distill_from:  # PANDA: a teacher per seed (the source prompt tuned here), then a fresh student
         source = load(args.distill_from)
         if args.target_prompt:
-            target = load(args.target_prompt)
+            target = saved_change(args.target_prompt)
         else:
             log(f"{name}: its own prompt, for the transferability (seed {args.seeds[0]}, from scratch)")
-            target = finetune_seed(args, task, tok, data, args.seeds[0], machine)["tuned"]["prompt"]
-        similarity = transferability(source, target)
+            own = finetune_seed(args, task, tok, data, args.seeds[0], machine)["tuned"]["prompt"]
+            target = prompt_change(own, args.seeds[0])
+        similarity = transferability(saved_change(args.distill_from), target)
         weight = distill_weight(similarity, args.distill_scale)
-        log(f"{name}: transferability = cosine(source prompt, {name}'s own) = {similarity:+.3f}; "
+        log(f"{name}: transferability = cosine(source prompt's change, {name}'s own) = {similarity:+.3f}; "
             f"lambda = {args.distill_scale} x max(0, {similarity:.3f}) = {weight:.3f}")
         extra = {"transferability": similarity, "lambda": weight}
         runs = []
@@ -641,7 +668,7 @@ def run_task(args, name, tok, machine, log=print):
               "std": dict(zip(metrics, table.std(0).tolist())),
               "runs": [{k: v for k, v in r.items() if k not in ("test_predictions", "tuned")} for r in runs]}
     if args.save:
-        save_tuned(Path(args.save) / name, runs, task, report)
+        save_tuned(Path(args.save) / name, runs, task, report, args.prompt_init)
         log(f"  prompts: {Path(args.save) / name} (the best seed's; every seed's in seed-N/)")
     summary = ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}"
                         for m in sorted(metrics))

@@ -374,12 +374,19 @@ class Prompt(nn.Module):
     encoder stays frozen and only the prompt (and a task head) learn, so a
     task costs layers * 2 * P * hidden numbers instead of a whole model
     (92,160 for MiniLM with P = 20). Initialised as P-tuning v2 does, from
-    N(0, 1), unless taken from another task's prompt (prompt transfer).
+    N(0, 1), unless taken from another task's prompt (prompt transfer). The
+    draw has a generator of its own, seeded: a prompt's start depends on its
+    seed and shape only, so it can be drawn again to see what training changed.
     """
 
-    def __init__(self, config: EncoderConfig, length: int = 20):
+    def __init__(self, config: EncoderConfig, length: int = 20, seed: int = 0):
         super().__init__()
-        self.prefix = nn.Parameter(torch.randn(config.num_hidden_layers, 2, length, config.hidden_size))
+        self.prefix = nn.Parameter(self.start((config.num_hidden_layers, 2, length, config.hidden_size), seed))
+
+    @staticmethod
+    def start(shape, seed: int) -> torch.Tensor:
+        """The random start of a prompt of this shape and seed: N(0, 1), the same at every call."""
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
     def forward(self):
         return self.prefix

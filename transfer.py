@@ -20,7 +20,8 @@ report kept in --out and skipped when there, so a stopped run continues):
 and writes a table: mean +/- std over the seeds, the paired difference of
 each method from full fine-tuning and from prompt tuning with 95% bootstrap
 intervals over the seeds, the transferability matrix (the cosine similarity
-of each source's prompt and the target's own, beside the gain transfer gave),
+of what training changed in each source's prompt and in the target's own,
+beside the gain transfer gave),
 and what each method trains and stores.
 """
 
@@ -166,14 +167,15 @@ def tables(args, reports):
                         f"{report['trainable_parameters']:,} | {report['stored_parameters']:,} numbers |")
         rows.append("")
     # The transferability matrix: does the similarity of the prompts predict what transfer gains?
-    rows += ["### Transferability: cosine similarity of the source's prompt and the target's own, "
-             "and the gain of prompt transfer over prompt tuning (points, 95% interval over seeds)", "",
+    rows += ["### Transferability: cosine similarity of what training changed in the source's prompt and in "
+             "the target's own (each minus its random start), and the gain of prompt transfer over prompt "
+             "tuning (points, 95% interval over seeds)", "",
              "| target \\ source | " + " | ".join(args.sources) + " |", "|---|" + "---|" * len(args.sources)]
     for target in args.targets:
-        own = finetune.load_tuned(args.out / "prompts" / f"prompt-{target}" / target)["prompt"]
+        own = finetune.saved_change(args.out / "prompts" / f"prompt-{target}" / target)
         cells = []
         for source in args.sources:
-            theirs = finetune.load_tuned(args.out / "prompts" / f"source-{source}" / source)["prompt"]
+            theirs = finetune.saved_change(args.out / "prompts" / f"source-{source}" / source)
             gain = paired_seeds(per_seed(reports[f"prompt-{target}"]),
                                 per_seed(reports[f"transfer-{source}-{target}"]), np.random.default_rng(0))
             cells.append(f"cos {finetune.transferability(theirs, own):+.3f}, gain {cell(*gain, 1)}")
@@ -198,7 +200,8 @@ interval, an asterisk where it excludes zero. Prompt methods train a deep prompt
 source's prompt is tuned once ({args.source_epochs} epochs, at most {args.source_examples or 'all'}
 examples) and reused by every target and seed. PANDA: the teacher of each seed is that seed's
 prompt-transfer run; the student starts from a random prompt; lambda = {args.distill_scale} x
-max(0, cosine similarity of the source's prompt and the target's own).
+max(0, transferability), the cosine similarity of what training changed in the source's prompt and
+in the target's own (each minus its random start, which alone would decide the cosine).
 
 {tables(args, reports)}
 

@@ -140,6 +140,35 @@ def test_distillation_loss_and_lambda_by_hand():
     assert ft.transferability(p, p) == pytest.approx(1.0) and ft.transferability(p, -p) == pytest.approx(-1.0)
 
 
+def test_a_prompt_starts_from_a_draw_of_its_seed_alone(tiny_checkpoint):
+    config = MaskedLM.from_pretrained(tiny_checkpoint).config
+    torch.manual_seed(5)
+    first = ft.Prompt(config, 4, seed=3).prefix
+    torch.randn(7)  # the global generator moves on; the prompt's start does not
+    assert torch.equal(first, ft.Prompt(config, 4, seed=3).prefix)
+    assert torch.equal(first, ft.Prompt.start((config.num_hidden_layers, 2, 4, config.hidden_size), 3))
+    assert not torch.equal(first, ft.Prompt(config, 4, seed=4).prefix)
+
+
+def test_transferability_compares_what_tasks_taught_not_the_seeds(tmp_path, tiny_checkpoint):
+    """Three tiny tasks tuned from the same seed's start: the prompts themselves all score a cosine near 1,
+    what training changed in them does not; CoLA and WSC here share their rule (is the animal a cat?),
+    COPA's asks another thing (which choice names the cat)."""
+    root, tasks = write_tasks(tmp_path), ("CoLA", "WSC", "COPA")
+    for task in tasks:
+        prompt_run(tiny_checkpoint, root, task, "--seeds", "1", "--save", str(tmp_path / task))
+    raw = {t: ft.load_tuned(tmp_path / t / t)["prompt"] for t in tasks}
+    change = {t: ft.saved_change(tmp_path / t / t) for t in tasks}
+    pairs = [("CoLA", "WSC"), ("CoLA", "COPA"), ("WSC", "COPA")]
+    assert all(ft.transferability(raw[a], raw[b]) > 0.99 for a, b in pairs)  # the start decides the raw cosine
+    same_rule, *other = [ft.transferability(change[a], change[b]) for a, b in pairs]
+    assert max(other) < 0.5 and same_rule > max(other)
+    prompt_run(tiny_checkpoint, root, "WSC", "--prompt-init", str(tmp_path / "CoLA" / "CoLA"),
+               "--save", str(tmp_path / "transfer"))
+    with pytest.raises(ValueError, match="prompt.json: a prompt started from .*CoLA; the transferability"):
+        ft.saved_change(tmp_path / "transfer" / "WSC")
+
+
 def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys):
     root = write_tasks(tmp_path)
     prompt_run(tiny_checkpoint, root, "CoLA", "--save", str(tmp_path / "source"))
@@ -149,9 +178,12 @@ def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys)
     report = prompt_run(tiny_checkpoint, root, "WSC", "--distill-from", str(tmp_path / "source" / "CoLA"),
                         "--target-prompt", str(tmp_path / "target" / "WSC"),
                         "--teachers", str(tmp_path / "teachers" / "WSC"), "--distill-scale", "2")
-    source, target = (ft.load_tuned(tmp_path / f / t)["prompt"]
-                      for f, t in (("source", "CoLA"), ("target", "WSC")))
-    assert report["transferability"] == pytest.approx(ft.transferability(source, target))
+    change = []
+    for folder in (tmp_path / "source" / "CoLA", tmp_path / "target" / "WSC"):  # the best seed's, each
+        seed = json.loads((folder / "prompt.json").read_text())["seed"]
+        prompt = ft.load_tuned(folder)["prompt"]
+        change.append(prompt - ft.Prompt.start(prompt.shape, seed))
+    assert report["transferability"] == pytest.approx(ft.transferability(*change))
     assert report["lambda"] == pytest.approx(2 * max(0.0, report["transferability"]))
     assert "lambda = 2.0 x max(0, " in capsys.readouterr().out and len(report["runs"]) == 2
 
