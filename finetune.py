@@ -455,7 +455,7 @@ def predict(model, tok, task, examples, args, machine, prompt=None, logits=False
 # One departure from PANDA: the cosine compares what training changed in the two
 # prompts, each minus its random start. A start is 92,160 draws of N(0, 1) and a
 # few hundred steps move it far less than its length, so the cosine of the
-# prompts themselves measures their starts: +1.00 for two prompts of the same
+# prompts themselves measures their starts: +0.99 for two prompts of the same
 # seed, whatever their tasks, and +-0.003 for two seeds, whatever their tasks.
 
 
