@@ -601,13 +601,14 @@ def load_prompt(folder, config, length):
 
 
 def saved_change(folder):
-    """`prompt_change` of the prompt saved in `folder`, which must have been tuned from a random start."""
+    """`prompt_change` of the prompt saved in `folder`, which must have been tuned from a random start;
+    and the seed of that start."""
     path = Path(folder) / "prompt.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     if meta.get("started_from") != "random":
         raise ValueError(f"{path}: a prompt started from {meta.get('started_from', 'an unrecorded start')}; "
                          "the transferability compares prompts tuned from their random start")
-    return prompt_change(load_tuned(folder)["prompt"], meta["seed"])
+    return prompt_change(load_tuned(folder)["prompt"], meta["seed"]), meta["seed"]
 
 
 # -----------------------------------------------------------------------------
@@ -634,13 +635,13 @@ def run_task(args, name, tok, machine, log=print):
     t0, extra = time.time(), {}
     if args.distill_from:  # PANDA: a teacher per seed (the source prompt tuned here), then a fresh student
         source = load(args.distill_from)
+        change, seed = saved_change(args.distill_from)
         if args.target_prompt:
-            target = saved_change(args.target_prompt)
-        else:
-            log(f"{name}: its own prompt, for the transferability (seed {args.seeds[0]}, from scratch)")
-            own = finetune_seed(args, task, tok, data, args.seeds[0], machine)["tuned"]["prompt"]
-            target = prompt_change(own, args.seeds[0])
-        similarity = transferability(saved_change(args.distill_from), target)
+            target = saved_change(args.target_prompt)[0]
+        else:  # from the source's start: a change from another start also differs by what the start gives
+            log(f"{name}: its own prompt, for the transferability (seed {seed}, the source's, from scratch)")
+            target = prompt_change(finetune_seed(args, task, tok, data, seed, machine)["tuned"]["prompt"], seed)
+        similarity = transferability(change, target)
         weight = distill_weight(similarity, args.distill_scale)
         log(f"{name}: transferability = cosine(source prompt's change, {name}'s own) = {similarity:+.3f}; "
             f"lambda = {args.distill_scale} x max(0, {similarity:.3f}) = {weight:.3f}")

@@ -130,7 +130,7 @@ def run_all(args):
         reports[f"panda-{source}-{target}"] = stage(
             args, f"panda-{source}-{target}", target, *prompt, *seeds,
             "--distill-from", str(prompts / f"source-{source}" / source),
-            "--target-prompt", str(prompts / f"prompt-{target}" / target),
+            "--target-prompt", str(prompts / f"prompt-{target}" / target / f"seed-{args.seeds[0]}"),
             "--teachers", str(prompts / f"transfer-{source}-{target}" / target),
             "--distill-scale", str(args.distill_scale))
     return reports
@@ -172,10 +172,12 @@ def tables(args, reports):
              "tuning (points, 95% interval over seeds)", "",
              "| target \\ source | " + " | ".join(args.sources) + " |", "|---|" + "---|" * len(args.sources)]
     for target in args.targets:
-        own = finetune.saved_change(args.out / "prompts" / f"prompt-{target}" / target)
+        # the target's own prompt of the sources' seed: every pair of prompts compared started alike
+        own, _ = finetune.saved_change(args.out / "prompts" / f"prompt-{target}" / target
+                                       / f"seed-{args.seeds[0]}")
         cells = []
         for source in args.sources:
-            theirs = finetune.saved_change(args.out / "prompts" / f"source-{source}" / source)
+            theirs, _ = finetune.saved_change(args.out / "prompts" / f"source-{source}" / source)
             gain = paired_seeds(per_seed(reports[f"prompt-{target}"]),
                                 per_seed(reports[f"transfer-{source}-{target}"]), np.random.default_rng(0))
             cells.append(f"cos {finetune.transferability(theirs, own):+.3f}, gain {cell(*gain, 1)}")

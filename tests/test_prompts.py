@@ -158,7 +158,7 @@ def test_transferability_compares_what_tasks_taught_not_the_seeds(tmp_path, tiny
     for task in tasks:
         prompt_run(tiny_checkpoint, root, task, "--seeds", "1", "--save", str(tmp_path / task))
     raw = {t: ft.load_tuned(tmp_path / t / t)["prompt"] for t in tasks}
-    change = {t: ft.saved_change(tmp_path / t / t) for t in tasks}
+    change = {t: ft.saved_change(tmp_path / t / t)[0] for t in tasks}
     pairs = [("CoLA", "WSC"), ("CoLA", "COPA"), ("WSC", "COPA")]
     assert all(ft.transferability(raw[a], raw[b]) > 0.99 for a, b in pairs)  # the start decides the raw cosine
     same_rule, *other = [ft.transferability(change[a], change[b]) for a, b in pairs]
@@ -178,14 +178,22 @@ def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys)
     report = prompt_run(tiny_checkpoint, root, "WSC", "--distill-from", str(tmp_path / "source" / "CoLA"),
                         "--target-prompt", str(tmp_path / "target" / "WSC"),
                         "--teachers", str(tmp_path / "teachers" / "WSC"), "--distill-scale", "2")
-    change = []
+    change, seeds = [], []
     for folder in (tmp_path / "source" / "CoLA", tmp_path / "target" / "WSC"):  # the best seed's, each
-        seed = json.loads((folder / "prompt.json").read_text())["seed"]
+        seeds.append(json.loads((folder / "prompt.json").read_text())["seed"])
         prompt = ft.load_tuned(folder)["prompt"]
-        change.append(prompt - ft.Prompt.start(prompt.shape, seed))
+        change.append(prompt - ft.Prompt.start(prompt.shape, seeds[-1]))
     assert report["transferability"] == pytest.approx(ft.transferability(*change))
     assert report["lambda"] == pytest.approx(2 * max(0.0, report["transferability"]))
     assert "lambda = 2.0 x max(0, " in capsys.readouterr().out and len(report["runs"]) == 2
+    # Without --target-prompt the target's own prompt is tuned here, from the source's start
+    report = prompt_run(tiny_checkpoint, root, "WSC", "--distill-from", str(tmp_path / "source" / "CoLA"),
+                        "--teachers", str(tmp_path / "teachers" / "WSC"))
+    seed = seeds[0]
+    own = ft.load_tuned(tmp_path / "target" / "WSC" / f"seed-{seed}")["prompt"]  # that seed's, run alike
+    own_change = own - ft.Prompt.start(own.shape, seed)
+    assert report["transferability"] == pytest.approx(ft.transferability(change[0], own_change), abs=1e-6)
+    assert f"its own prompt, for the transferability (seed {seed}, the source's" in capsys.readouterr().out
 
 
 def test_prompt_options_need_prompt_tuning(tiny_checkpoint, capsys):
