@@ -730,8 +730,9 @@ def parse_args(argv=None):
     g.add_argument("--distill-from", metavar="RUN",
                    help="PANDA: distil from the prompt of this source run, "
                         "tuned on the task (the teacher), into a fresh prompt")
-    g.add_argument("--target-prompt", metavar="RUN", help="the task's own prompt, for the transferability; "
-                                                          "None: trained first, with the first seed")
+    g.add_argument("--target-prompt", metavar="RUN",
+                   help="the task's own prompt, for the transferability, tuned from a random start (of the "
+                        "source's seed, so that both started alike); None: trained first, from that start")
     g.add_argument("--teachers", metavar="RUN", help="teachers already tuned, one per seed in RUN/seed-N/ "
                                                      "(a --prompt-init run's --save); None: tuned here")
     g.add_argument("--distill-scale", type=runtime.number(float, at_least=0), default=1.0,
