@@ -16,11 +16,11 @@ demo: setup  ## the main job on its small offline default: MiniLM + Wikipedia, m
 test: setup  ## the whole test suite
 	$(PYTHON) -m pytest -q
 
-# On a machine with CUDA: the GPU tests, then bench.py on BERT-base (random weights: nothing to download)
+# On a machine with CUDA: the GPU tests, then experiments/bench.py on BERT-base (random weights: nothing to download)
 # at 8 x 512 and 32 x 128 in bf16, every mode, with the model FLOPs utilisation against PEAK, the GPU's
 # dense bf16 TFLOP/s (989 for an H100 SXM, 312 for an A100). Minutes.
 BERT_BASE = tests/fixtures/bert-base-config.json
-BENCH_GPU = $(PYTHON) bench.py --config $(BERT_BASE) --device cuda --dtype bf16 --peak-tflops $(PEAK)
+BENCH_GPU = $(PYTHON) -m experiments.bench --config $(BERT_BASE) --device cuda --dtype bf16 --peak-tflops $(PEAK)
 gpu-check:  # no setup: a GPU machine has its own PyTorch, and nothing to download from
 	@test -n "$(PEAK)" || { echo "usage: make gpu-check PEAK=<the GPU's dense bf16 TFLOP/s>"; exit 2; }
 	@$(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: no CUDA device')"

@@ -14,7 +14,7 @@ CONFIG = ROOT / "tests" / "fixtures" / "parity" / "bert-mlm-tiny" / "config.json
 
 
 def bench(*modes, extra=()):
-    cmd = [sys.executable, str(ROOT / "bench.py"), "--config", str(CONFIG), "--batch", "2", "--length", "16",
+    cmd = [sys.executable, "-m", "experiments.bench", "--config", str(CONFIG), "--batch", "2", "--length", "16",
            "--steps", "1", "--warmup", "1", "--device", "cpu", *extra, "--modes", *modes]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
@@ -51,7 +51,7 @@ def test_bench_rounds_run_every_mode_in_turn():
 def test_the_flops_of_a_step_are_the_readmes():
     """MiniLM at 16 x 128 (README, Speed): the encoder 138 GFLOP forward and backward, the masked
     projection 22, the alternative's projection of every position 145, online's questioning 94."""
-    import bench
+    from experiments import bench
     from model import EncoderConfig
 
     minilm = EncoderConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,

@@ -370,7 +370,7 @@ def test_finetuning_learns_a_tiny_task(tmp_path, tiny_checkpoint):
 
 
 def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus):
-    import ablation
+    from experiments import ablation
 
     root = write_learnable_tasks(tmp_path / "data", n=24)
     argv = ["--preset", "small", "--model", str(tiny_checkpoint), "--corpus", str(tiny_corpus),
@@ -398,7 +398,7 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
 def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_blimp):
     """The study preset in small: a warm-up for a missing MLM head, all five variants, probes along the
     curve, paired differences from (a)."""
-    import ablation
+    from experiments import ablation
     from safetensors.torch import load_file, save_file
 
     headless = tmp_path / "headless"  # an encoder without its MLM head, as MiniLM
@@ -430,7 +430,7 @@ def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_
 
 
 def test_paired_intervals_are_those_of_the_resampled_differences():
-    import stats
+    from experiments import stats
 
     rng = np.random.default_rng(0)
     a = {"accuracy": 0.5, "correct": {"p": [1, 0] * 50}}
@@ -456,7 +456,7 @@ def test_command_line_names_file_and_line_of_bad_input(tmp_path, tiny_checkpoint
 
 
 def test_ablation_refuses_to_mix_settings(tmp_path):
-    import ablation
+    from experiments import ablation
 
     args = ablation.parse_args(["--out", str(tmp_path)])
     ablation.check_settings(args)

@@ -257,7 +257,7 @@ def test_the_real_copa_and_wsc_files():
 
 def test_transfer_end_to_end(tmp_path, tiny_checkpoint):
     """transfer.py on tiny tasks: every stage, the table, the matrix; a second run reuses every stage."""
-    import transfer
+    from experiments import transfer
 
     root = write_tasks(tmp_path / "data")
     argv = ["--model", str(tiny_checkpoint), "--targets", "WSC", "--sources", "WNLI", "CoLA",

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ablation
+from experiments import ablation
 import data
 import finetune
 import runtime

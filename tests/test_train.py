@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bench
+from experiments import bench
 import data
 import runtime
 import self_evolution as se

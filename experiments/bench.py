@@ -1,8 +1,8 @@
 """
 bench.py -- speed and memory of one training step, per masking mode.
 
-    python bench.py                                   # MiniLM, 16 x 128, all modes, on this machine
-    python bench.py --config cfg.json --device cuda --dtype bf16 --modes random online
+    python -m experiments.bench                                   # MiniLM, 16 x 128, all modes, on this machine
+    python -m experiments.bench --config cfg.json --device cuda --dtype bf16 --modes random online
 
 Prints one JSON line per mode, then (on stderr, for a human) a comparison:
 
@@ -52,6 +52,8 @@ import self_evolution as se
 from masking import random_mask, special_tokens_mask
 from model import EncoderConfig, MaskedLM
 from tokenizer import Tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: run as python -m experiments.bench
 
 MODES = ("random", "online", "offline", "alternative")
 OUR_METHODS = {"random": se.Method(masking="random", smoothing="none"),
@@ -425,11 +427,11 @@ def main(argv=None):
     if args.ingest:  # each part in a process of its own, so that its peak memory is its own
         results = {}
         for part in ("build", "bare"):
-            code = ("import bench, json, sys; "
+            code = ("from experiments import bench; import json, sys; "
                     f"print(json.dumps(bench.ingest(bench.parse_args(sys.argv[1:]), {part!r})))")
             options = ["--model", args.model, "--length", str(args.length), "--ingest", *args.ingest]
             child = subprocess.run([sys.executable, "-c", code, *options], stdout=subprocess.PIPE, text=True,
-                                   cwd=Path(__file__).resolve().parent)
+                                   cwd=ROOT)
             if child.returncode:
                 return child.returncode
             results[part] = json.loads(child.stdout.splitlines()[-1])
@@ -448,8 +450,8 @@ def main(argv=None):
     for r in range(args.rounds):
         results = {}
         for mode in args.modes:
-            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), *common, "--only", mode],
-                                   stdout=subprocess.PIPE, text=True)  # stderr passes through
+            child = subprocess.run([sys.executable, "-m", "experiments.bench", *common, "--only", mode],
+                                   stdout=subprocess.PIPE, text=True, cwd=ROOT)  # stderr passes through
             lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
             result = (json.loads(lines[-1]) if child.returncode == 0 and lines
                       else {"mode": mode, "error": f"exit code {child.returncode}"})

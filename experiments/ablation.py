@@ -1,9 +1,9 @@
 """
 ablation.py -- does self-evolution beat random masking? The paper's ablation on your model and hardware.
 
-    python ablation.py --preset small     # MiniLM + Wikipedia, 2 CPU cores, under an hour: a smoke test
-    python ablation.py --preset study     # the same with the power to see an effect: 2 CPU cores, hours
-    python ablation.py --preset full      # BERT-base, one GPU, a few hours
+    python -m experiments.ablation --preset small     # MiniLM + Wikipedia, 2 CPU cores, under an hour: a smoke test
+    python -m experiments.ablation --preset study     # the same with the power to see an effect: 2 CPU cores, hours
+    python -m experiments.ablation --preset full      # BERT-base, one GPU, a few hours
 
 From one starting checkpoint, one corpus, one budget of steps and one seed, it
 1. continues pretraining several ways (the paper's Table 3 ablation, and the
@@ -49,11 +49,11 @@ import finetune
 import probe
 import runtime
 import self_evolution as se
-from stats import DRAWS, cell, paired_blimp, paired_mlm, paired_seeds
+from experiments.stats import DRAWS, cell, paired_blimp, paired_mlm, paired_seeds
 from model import EncoderConfig, MaskedLM, atomic_write, latest_checkpoint, resolve_checkpoint
 from tokenizer import Tokenizer
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository: run as python -m experiments.ablation
 
 VARIANTS = {  # name -> (what it is, train.py options)
     "random": ("(a) random masking + cross-entropy", ["--masking", "random", "--smoothing", "none"]),
@@ -504,7 +504,7 @@ fixed masks: random positions, and the tokens the start model finds hardest.
 
 ![held-out MLM loss during continued pretraining](mlm-loss.png)
 {study}
-- command: `python ablation.py {' '.join(argv if argv is not None else sys.argv[1:])}`
+- command: `python -m experiments.ablation {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
 - wall time: {minutes:.0f} min in all, the sum of its stages{untimed}
 - start: {args.model}{warmup_note}

@@ -2,8 +2,8 @@
 transfer.py -- Vega v2's downstream half, measured: full fine-tuning, prompt tuning, prompt transfer and
 distilled prompt transfer (PANDA) on low-resource SuperGLUE tasks.
 
-    python transfer.py --model runs/ablation-study/pretrain/start   # CB, COPA, WSC; 2 CPU cores, ~2 hours
-    python transfer.py --model runs/demo --targets CB --seeds 1 2 3 --out runs/transfer-cb
+    python -m experiments.transfer --model runs/ablation-study/pretrain/start   # CB, COPA, WSC; 2 CPU cores, ~2 hours
+    python -m experiments.transfer --model runs/demo --targets CB --seeds 1 2 3 --out runs/transfer-cb
 
 Vega v2 (Zhong et al. 2022) adapts its self-evolved model to a small task by
 training a soft prompt instead of every weight, starting from the prompt of a
@@ -38,7 +38,7 @@ import torch
 import finetune
 import runtime
 from model import atomic_write
-from stats import cell, paired_seeds
+from experiments.stats import cell, paired_seeds
 
 # Each target, and the source of its distilled transfer, with the reason.
 CHOSEN = {
@@ -207,7 +207,7 @@ in the target's own (each minus its random start, which alone would decide the c
 
 {tables(args, reports)}
 
-- command: `python transfer.py {' '.join(argv if argv is not None else sys.argv[1:])}`
+- command: `python -m experiments.transfer {' '.join(argv if argv is not None else sys.argv[1:])}`
 - start model: {args.model}; hardware: {device}; torch {torch.__version__}
 - time: {minutes:.0f} min of fine-tuning and prompt tuning in all, over the stages
 """
