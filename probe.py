@@ -37,7 +37,8 @@ from tqdm import tqdm
 import data
 import runtime
 from masking import IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, special_tokens_mask
-from model import DEFAULT_MODELS, MaskedLM
+from checkpoint import DEFAULT_MODELS
+from model import MaskedLM
 from self_evolution import masking_batch, question, select
 from tokenizer import Tokenizer
 

@@ -6,7 +6,7 @@ written once so that train.py, finetune.py and bench.py run exactly the same
 code:
 
   0. options      numbers checked at parse time, presets that never drop what
-                  the user typed
+                  the user typed, the options every script shares
   1. the machine  device, torchrun's processes, the precision and its autocast
   2. copies       host -> GPU without a wait
   3. optimizing   AdamW's parameter groups, the learning-rate schedule, one
@@ -14,6 +14,7 @@ code:
   4. one training step over micro-batches, with gradient accumulation and DDP;
                   the loss of a micro-batch is the caller's (self_evolution.py's)
   5. stopping     Ctrl-C (or SIGTERM) asks the loop to stop between two steps
+  6. reports      the JSON and README files a script leaves, written whole or not at all
 
 Reproducibility: every random draw of a micro-batch (masks, dropout) comes
 from `step_generator(seed, step, micro-batch)`, so the state of a run is its
@@ -22,6 +23,7 @@ step counter plus the weights and optimizer moments.
 
 import argparse
 import datetime
+import json
 import os
 import signal
 import threading
@@ -32,6 +34,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+import data
+from checkpoint import atomic_write
 
 # -----------------------------------------------------------------------------
 # 0. Options
@@ -70,6 +75,28 @@ def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
     if known.preset:
         parser.set_defaults(**presets[known.preset])
     return parser.parse_args(argv, namespace)
+
+
+def model_option(parser, default="minilm", help="checkpoint folder, train.py run folder, hub id, or 'minilm'"):
+    """--model: what every script starts from (checkpoint.resolve_checkpoint reads it)."""
+    parser.add_argument("--model", default=default, help=help)
+
+
+def machine_options(parser, precisions=("auto", "bf16", "fp16", "fp32"),
+                    precision_help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, "
+                                   "fp32 on CPU"):
+    """--device and --precision, as setup() takes them."""
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda, cuda:1, ... (under torchrun each process takes the GPU of its "
+                             "LOCAL_RANK)")
+    if precisions:
+        parser.add_argument("--precision", choices=list(precisions), default="auto", help=precision_help)
+
+
+def data_root_option(parser, holds="glue/, superglue/ and blimp/"):
+    """--data-root: where the benchmark data is (data.find_data_root)."""
+    parser.add_argument("--data-root", default=None,
+                        help=f"folder with {holds}; None: $SE_DATA, else {data.DEFAULT_DATA_ROOT}")
 
 
 # -----------------------------------------------------------------------------
@@ -353,3 +380,21 @@ class StopRequest:
             self.signal_number, self.raised = signal.SIGINT, True
             return True
         return False
+
+
+# -----------------------------------------------------------------------------
+# 6. Reports
+
+
+def write_json(path, results):
+    """`results` as indented JSON at `path`: the whole file or, after a crash, the one it replaces."""
+    text = json.dumps(results, indent=1) + "\n"
+    atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_report(folder, text, results):
+    """A study's report in `folder`: README.md (what a reader reads) and results.json (the numbers)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
+    write_json(folder / "results.json", results)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from model import EncoderConfig, atomic_write, resolve_checkpoint
+from checkpoint import atomic_write, resolve_checkpoint
+from model import EncoderConfig
 
 
 class Tokenizer:

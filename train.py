@@ -46,11 +46,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+import checkpoint
 import data
 import probe
 import runtime
 import self_evolution as se
-from model import MaskedLM, atomic_write, latest_checkpoint
+from checkpoint import LOG, latest_checkpoint
+from model import MaskedLM
 from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
@@ -78,7 +80,7 @@ SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace p
 # micro-batch): an equally valid run, not the same one.
 CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_every", "quiet", "sample",
                         "device", "precision", "questioning_precision", "compile", "micro_batch_size",
-                        "cache_dir", "resume", "preset", "out")
+                        "cache_dir")
 
 
 def parse_args(argv=None):
@@ -91,7 +93,7 @@ def parse_args(argv=None):
                     "self-evolution (informative masking + token-specific label smoothing). "
                     "Defaults follow the authors' code.",
         epilog="--resume continues the run in --out exactly. It may change only "
-               + ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME[:-3])
+               + ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME)
                + "; any other option that differs from the checkpoint's is refused.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS),
@@ -213,129 +215,6 @@ def parse_args(argv=None):
 
 
 # -----------------------------------------------------------------------------
-# 2. The run folder: checkpoints a crash cannot corrupt, a resume that is exact
-
-STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
-
-
-def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_every=0):
-    """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
-
-    A crash at any moment leaves `latest` naming a complete checkpoint: the
-    folder appears only when everything in it is written, `latest` is replaced
-    in one atomic rename, and the folder `latest` names is never removed. The
-    state holds tensors and plain numbers only (torch.load(weights_only=True)
-    reads it, so loading it runs no code); `settings`, the run's options as
-    chosen, go beside it as JSON.
-    """
-    final = out / f"step-{step:07d}"
-    if (out / "latest").is_file() and latest_checkpoint(out) == final:
-        return final  # this very step is saved already (a stop right after a periodic save)
-    tmp = out / f".step-{step:07d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
-    torch.save(state, tmp / STATE)
-    (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)  # a stale one from a run that went past `latest`
-    os.replace(tmp, final)
-    (out / "latest.tmp").write_text(final.name + "\n")
-    os.replace(out / "latest.tmp", out / "latest")
-    earlier = sorted(p for p in out.glob("step-*") if p.name <= final.name)
-    kept = earlier[-2:] + [p for p in earlier if keep_every and int(p.name[5:]) % keep_every == 0]
-    for old in out.glob("step-*"):  # this one, the one before, the multiples of keep_every; not stale ones
-        if old not in kept:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_state(start, device):
-    """The optimizer and scaler state and the step of a checkpoint, and the options it was trained with."""
-    path = start / STATE
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)  # plain types only: no code runs
-        if not isinstance(state, dict) or not {"step", "optimizer", "scaler"} <= state.keys():
-            raise ValueError("it lacks the step, optimizer or scaler state")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SystemExit(f"{path}: not a training state of this project (it holds other objects, or it is "
-                         f"damaged); refusing to resume from it: {reason}") from None
-    options = state.pop("args", None)  # older checkpoints kept the options inside the state
-    if (start / OPTIONS).is_file():
-        options = json.loads((start / OPTIONS).read_text(encoding="utf-8"))
-    return state, options or {}
-
-
-def check_resume(out, settings, stored):
-    """Refuse a resume whose settings differ from the checkpoint's, except those it may change."""
-    now = json.loads(json.dumps(settings))  # as JSON has them: tuples become lists
-    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now" for k in sorted(now)
-               if k in stored and k not in CHANGEABLE_ON_RESUME and stored[k] != now[k]]
-    if changed:
-        may = ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME[:-3])
-        raise SystemExit(f"{out}: cannot resume with other settings than the checkpoint's "
-                         f"({'; '.join(changed)}); use the checkpoint's, or choose another --out. "
-                         f"A resume may change only {may}")
-
-
-def trim_log(out, step):
-    """On resume: drop what the log says of steps after the checkpoint (they are run again), and the
-    evaluations at its step that the resumed run repeats (the method's start) or supersedes (the end)."""
-    path = out / LOG
-    if path.is_file():
-        entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kept = [e for e in entries if e["step"] < step or
-                (e["step"] == step and e["phase"] not in ("start", "after warm-up", "end"))]
-        text = "".join(json.dumps(e) + "\n" for e in kept)
-        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-class RunLock:
-    """One run at a time in a run folder: a lock file naming the process that holds it.
-
-    A lock left by a process that is gone (a crash, kill -9) is taken over; a
-    live one makes the second run stop with its process id.
-    """
-
-    def __init__(self, out):
-        self.path, self.owner = Path(out) / ".lock", f"{os.getpid()} {socket.gethostname()}"
-
-    def __enter__(self):
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            pid, _, host = self.path.read_text().strip().partition(" ")
-            if host != socket.gethostname():
-                raise SystemExit(f"{self.path.parent} is in use by process {pid} on {host}; "
-                                 f"if that run is gone, delete {self.path}") from None
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                raise SystemExit(f"{self.path.parent} is in use by another run (process {pid}): wait for it "
-                                 "to end, or choose another --out") from None
-            print(f"{self.path}: taking over the lock of process {pid}, which is gone")
-            self.path.unlink()
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, (self.owner + "\n").encode())
-        os.close(fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.path.is_file() and self.path.read_text().strip() == self.owner:
-            self.path.unlink()
-        return False
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-# -----------------------------------------------------------------------------
 # 3. main: setup, the loop, the report
 
 
@@ -346,7 +225,7 @@ def main(argv=None):
     out = Path(args.out)
     if machine.main:
         out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out) if machine.main else nullcontext():
+    with checkpoint.RunLock(out) if machine.main else nullcontext():
         return run(args, method, machine, out)
 
 
@@ -367,8 +246,8 @@ def run(args, method, machine, out):
                 "questioning_precision": questioning}  # as chosen
     start = latest_checkpoint(out) if args.resume else None
     if start:
-        state, stored = load_state(start, device)
-        check_resume(out, settings, stored)
+        state, stored = checkpoint.load_state(start, device)
+        checkpoint.check_resume(out, settings, stored, CHANGEABLE_ON_RESUME)
 
     machine.check_shared(out, data.cache_folder(args.cache_dir))  # what the first process writes, all read
     # The model, the tokenizer and the corpus.
@@ -407,7 +286,7 @@ def run(args, method, machine, out):
         step = state["step"]
         log(f"resumed from {start} at step {step}")
         if machine.main:
-            trim_log(out, step)
+            checkpoint.trim_log(out, step)
         if step >= total:
             log(f"the run is complete: step {step} of {total}; give a larger --steps to go on")
             return []
@@ -539,14 +418,14 @@ def run(args, method, machine, out):
             if step % args.eval_every == 0 and step != total:
                 run_eval(phase)
             if machine.main and (step % args.save_every == 0 or step == total):
-                save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
+                checkpoint.save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
     bar.close()
 
     # The report: held-out MLM before and after, and where the checkpoint is.
     if not stop.requested:
         run_eval("end")
     if machine.main and stop.requested:
-        path = save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
+        path = checkpoint.save_checkpoint(out, step, model, tok, optimizer, scaler, settings, args.keep_every)
         print(f"\ninterrupted at step {step} of {total}; saved {path}; continue with --resume", flush=True)
     elif machine.main:
         evals = [e for e in history if e["phase"] in ("start", "after warm-up", "end")]

@@ -50,7 +50,8 @@ import probe
 import runtime
 import self_evolution as se
 from experiments.stats import DRAWS, cell, paired_blimp, paired_mlm, paired_seeds
-from model import EncoderConfig, MaskedLM, atomic_write, latest_checkpoint, resolve_checkpoint
+from checkpoint import atomic_write, latest_checkpoint, resolve_checkpoint
+from model import EncoderConfig, MaskedLM
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: run as python -m experiments.ablation

@@ -37,7 +37,7 @@ import torch
 
 import finetune
 import runtime
-from model import atomic_write
+from checkpoint import atomic_write
 from experiments.stats import cell, paired_seeds
 
 # Each target, and the source of its distilled transfer, with the reason.

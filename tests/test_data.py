@@ -324,7 +324,7 @@ def test_jsonl_and_gzip_give_the_blocks_of_plain_text(tmp_path, tok):
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("bad.jsonl", '{"text": "fine"}\nnot json\n', r"bad.jsonl:2: not a JSON line"),
+    ("bad.jsonl", '{"text": "fine"}\nnot json\n', r"bad.jsonl:2: invalid JSON"),
     ("bad.jsonl", '{"text": "fine"}\n{"body": "x"}\n', r"bad.jsonl:2: no field 'text'"),
     ("bad.jsonl", '{"text": null}\n', r"bad.jsonl:1: field 'text' is null, expected a string"),
     ("bad.txt.gz", gzip.compress(b"fine text\n\nbad \xff here\n"),

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from model import DEFAULT_MODELS, Encoder, EncoderConfig, MaskedLM, SequenceClassifier, resolve_checkpoint
+from checkpoint import DEFAULT_MODELS, resolve_checkpoint
+from model import Encoder, EncoderConfig, MaskedLM, SequenceClassifier
 from tokenizer import Tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"

@@ -23,7 +23,8 @@ import data
 import finetune
 import runtime
 import train
-from model import MaskedLM, latest_checkpoint
+from checkpoint import latest_checkpoint
+from model import MaskedLM
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from model import resolve_checkpoint
+from checkpoint import resolve_checkpoint
 from tokenizer import Tokenizer
 
 

