@@ -1,5 +1,5 @@
-"""finetune.py, sections 1-2: task readers on the real files and on small files of each layout,
-metrics by hand, submissions."""
+"""glue.py: task readers on the real files and on small files of each layout, metrics by hand,
+submissions; then finetune.py and the ablation end to end on the tiny checkpoint."""
 
 import json
 import math
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import finetune as ft
-from finetune import Example, FormatError
+import glue
+from data import DEFAULT_DATA_ROOT
+from glue import Example, FormatError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,8 +30,8 @@ real_data = pytest.mark.skipif(not (DATA / "glue").is_dir(),
 @pytest.mark.parametrize("name", ROWS)
 @pytest.mark.parametrize("split", ["train", "dev"])
 def test_real_files(name, split):
-    task = ft.TASKS[name]
-    examples = ft.read_examples(name, ft.task_folder(name, DATA), split)
+    task = glue.TASKS[name]
+    examples = glue.read_examples(name, glue.task_folder(name, DATA), split)
     assert len(examples) == ROWS[name][split == "dev"]
     assert all(e.text_a.strip() and (e.text_b is None) == (task.columns[1] is None) for e in examples)
     assert all(e.text_b.strip() for e in examples if e.text_b is not None)
@@ -44,7 +46,7 @@ def test_real_files(name, split):
 @real_data
 def test_real_mrpc_drops_the_byte_order_mark():
     assert (DATA / "glue/MRPC/train.tsv").read_bytes().startswith(b"\xef\xbb\xbf")  # the premise of the test
-    first = ft.read_examples("MRPC", DATA / "glue/MRPC", "train")[0]
+    first = glue.read_examples("MRPC", DATA / "glue/MRPC", "train")[0]
     assert not first.text_a.startswith("\ufeff") and first.text_a[0].isalpha() and first.label in (0, 1)
 
 
@@ -52,7 +54,7 @@ def test_real_mrpc_drops_the_byte_order_mark():
 @pytest.mark.parametrize("split, file", [("train", "train.jsonl"), ("dev", "val.jsonl")])
 def test_real_wic_marks_the_word(split, file):
     rows = [json.loads(line) for line in (DATA / "superglue/WiC" / file).read_text().splitlines()]
-    examples = ft.read_examples("WiC", DATA / "superglue/WiC", split)
+    examples = glue.read_examples("WiC", DATA / "superglue/WiC", split)
     unmarked = 0
     for e, row in zip(examples, rows, strict=True):
         assert e.idx == str(row["idx"]) and e.label == int(row["label"])
@@ -81,78 +83,81 @@ def tsv(*rows):
 
 
 @pytest.fixture
-def glue(tmp_path):
+def glue_dir(tmp_path):
     return tmp_path / "glue"
 
 
-def test_glue_layouts(glue):
+def test_glue_layouts(glue_dir):
     # CoLA: no header, a quote that the csv module would take as the start of a quoted field
-    write(glue / "CoLA", "train.tsv", tsv(("ab12", "1", "", '"Pigs fly," he said.'),
+    write(glue_dir / "CoLA", "train.tsv", tsv(("ab12", "1", "", '"Pigs fly," he said.'),
                                           ("ab12", "0", "*", "Cat the sat.")))
-    assert ft.read_examples("CoLA", glue / "CoLA") == [Example('"Pigs fly," he said.', None, 1, "0"),
-                                                       Example("Cat the sat.", None, 0, "1")]
+    assert glue.read_examples("CoLA", glue_dir / "CoLA") == [Example('"Pigs fly," he said.', None, 1, "0"),
+                                                             Example("Cat the sat.", None, 0, "1")]
     # SST-2: header; trailing spaces go
-    write(glue / "SST-2", "dev.tsv", tsv(("sentence", "label"), ("a warm , funny film ", "1")))
-    assert ft.read_examples("SST-2", glue / "SST-2", "dev") == [Example("a warm , funny film", None, 1, "0")]
+    write(glue_dir / "SST-2", "dev.tsv", tsv(("sentence", "label"), ("a warm , funny film ", "1")))
+    assert glue.read_examples("SST-2", glue_dir / "SST-2", "dev") == [
+        Example("a warm , funny film", None, 1, "0")]
     # Windows line ends, an empty line
-    write(glue / "SST-2", "train.tsv", "sentence\tlabel\r\nflat\t0\r\n\r\ngood fun\t1\r\n")
-    assert ft.read_examples("SST-2", glue / "SST-2") == [Example("flat", None, 0, "0"),
-                                                         Example("good fun", None, 1, "1")]
+    write(glue_dir / "SST-2", "train.tsv", "sentence\tlabel\r\nflat\t0\r\n\r\ngood fun\t1\r\n")
+    assert glue.read_examples("SST-2", glue_dir / "SST-2") == [Example("flat", None, 0, "0"),
+                                                               Example("good fun", None, 1, "1")]
     # MRPC: starts with a byte-order mark, label column "Quality" first
     table = tsv(("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
                 ("0", "11", "12", "The vote was close .", "It rained ."))
-    write(glue / "MRPC", "train.tsv", "\ufeff" + table)
-    assert ft.read_examples("MRPC", glue / "MRPC") == [Example("The vote was close .", "It rained .", 0, "0")]
+    write(glue_dir / "MRPC", "train.tsv", "\ufeff" + table)
+    assert glue.read_examples("MRPC", glue_dir / "MRPC") == [
+        Example("The vote was close .", "It rained .", 0, "0")]
     # STS-B: columns found by name among ten
     head = ("index", "genre", "filename", "year", "old_index",
             "source1", "source2", "sentence1", "sentence2", "score")
     row = ("7", "g", "f", "y", "o", "s", "s", "A dog runs.", "A dog is running.", "4.250")
-    write(glue / "STS-B", "dev.tsv", tsv(head, row))
-    assert ft.read_examples("STS-B", glue / "STS-B", "dev") == [
+    write(glue_dir / "STS-B", "dev.tsv", tsv(head, row))
+    assert glue.read_examples("STS-B", glue_dir / "STS-B", "dev") == [
         Example("A dog runs.", "A dog is running.", 4.25, "7")]
     # RTE / WNLI: index, sentence1, sentence2, label
-    write(glue / "RTE", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
+    write(glue_dir / "RTE", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
                                          ("3", "Ann left.", "Ann stayed.", "not_entailment")))
-    assert ft.read_examples("RTE", glue / "RTE")[0] == Example("Ann left.", "Ann stayed.", 1, "3")
-    write(glue / "WNLI", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
+    assert glue.read_examples("RTE", glue_dir / "RTE")[0] == Example("Ann left.", "Ann stayed.", 1, "3")
+    write(glue_dir / "WNLI", "train.tsv", tsv(("index", "sentence1", "sentence2", "label"),
                                           ("0", "Bo hid it.", "It was hid.", "1")))
-    assert ft.read_examples("WNLI", glue / "WNLI")[0].label == 1
+    assert glue.read_examples("WNLI", glue_dir / "WNLI")[0].label == 1
 
 
-def test_big_glue_layouts(glue):
+def test_big_glue_layouts(glue_dir):
     # MNLI: parses before the plain sentences, five annotator labels in dev, gold_label last
     head = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "label2", "gold_label")
     row = ("0", "1", "1e", "fiction", "( x )", "( y )",
            "(ROOT x)", "(ROOT y)", "Sam cooks.", "Sam eats.", "neutral", "neutral")
-    write(glue / "MNLI", "dev_matched.tsv", tsv(head, row + ("neutral",)))
-    write(glue / "MNLI", "dev_mismatched.tsv", tsv(head, row + ("contradiction",)))
-    assert ft.read_examples("MNLI", glue / "MNLI", "dev") == [Example("Sam cooks.", "Sam eats.", 1, "0")]
-    assert ft.read_examples("MNLI-mm", glue / "MNLI", "dev")[0].label == 2
-    assert ft.task_folder("MNLI-mm", "root") == ft.task_folder("MNLI", "root") == Path("root/glue/MNLI")
+    write(glue_dir / "MNLI", "dev_matched.tsv", tsv(head, row + ("neutral",)))
+    write(glue_dir / "MNLI", "dev_mismatched.tsv", tsv(head, row + ("contradiction",)))
+    assert glue.read_examples("MNLI", glue_dir / "MNLI", "dev") == [
+        Example("Sam cooks.", "Sam eats.", 1, "0")]
+    assert glue.read_examples("MNLI-mm", glue_dir / "MNLI", "dev")[0].label == 2
+    assert glue.task_folder("MNLI-mm", "root") == glue.task_folder("MNLI", "root") == Path("root/glue/MNLI")
     # QNLI: question first
-    write(glue / "QNLI", "dev.tsv", tsv(("index", "question", "sentence", "label"),
+    write(glue_dir / "QNLI", "dev.tsv", tsv(("index", "question", "sentence", "label"),
                                         ("5", "Who won?", "Kim won.", "entailment")))
-    assert ft.read_examples("QNLI", glue / "QNLI", "dev") == [Example("Who won?", "Kim won.", 0, "5")]
+    assert glue.read_examples("QNLI", glue_dir / "QNLI", "dev") == [Example("Who won?", "Kim won.", 0, "5")]
     # QQP: id, qid1, qid2, question1, question2, is_duplicate
-    write(glue / "QQP", "train.tsv", tsv(("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+    write(glue_dir / "QQP", "train.tsv", tsv(("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
                                          ("9", "1", "2", "How to swim?", "How do I swim?", "1")))
-    assert ft.read_examples("QQP", glue / "QQP") == [Example("How to swim?", "How do I swim?", 1, "9")]
+    assert glue.read_examples("QQP", glue_dir / "QQP") == [Example("How to swim?", "How do I swim?", 1, "9")]
 
 
-def test_glue_test_split_has_no_labels(glue):
-    write(glue / "CoLA", "test.tsv", tsv(("index", "sentence"),
+def test_glue_test_split_has_no_labels(glue_dir):
+    write(glue_dir / "CoLA", "test.tsv", tsv(("index", "sentence"),
                                          ("0", "Birds sing."), ("1", "Sing birds the.")))
-    assert ft.read_examples("CoLA", glue / "CoLA", "test") == [Example("Birds sing.", None, None, "0"),
-                                                               Example("Sing birds the.", None, None, "1")]
-    write(glue / "MRPC", "test.tsv", "\ufeff" + tsv(("index", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+    assert glue.read_examples("CoLA", glue_dir / "CoLA", "test") == [
+        Example("Birds sing.", None, None, "0"), Example("Sing birds the.", None, None, "1")]
+    write(glue_dir / "MRPC", "test.tsv", "\ufeff" + tsv(("index", "#1 ID", "#2 ID", "#1 String", "#2 String"),
                                                     ("4", "1", "2", "Up .", "Down .")))
-    assert ft.read_examples("MRPC", glue / "MRPC", "test") == [Example("Up .", "Down .", None, "4")]
-    write(glue / "QQP", "test.tsv", tsv(("id", "question1", "question2"), ("12", "Why?", "Why not?")))
-    assert ft.read_examples("QQP", glue / "QQP", "test") == [Example("Why?", "Why not?", None, "12")]
-    write(glue / "MNLI", "test_mismatched.tsv", tsv(("index", "sentence1", "sentence2"),
+    assert glue.read_examples("MRPC", glue_dir / "MRPC", "test") == [Example("Up .", "Down .", None, "4")]
+    write(glue_dir / "QQP", "test.tsv", tsv(("id", "question1", "question2"), ("12", "Why?", "Why not?")))
+    assert glue.read_examples("QQP", glue_dir / "QQP", "test") == [Example("Why?", "Why not?", None, "12")]
+    write(glue_dir / "MNLI", "test_mismatched.tsv", tsv(("index", "sentence1", "sentence2"),
                                                     ("8", "Hi.", "Bye.")))
-    assert ft.read_examples("MNLI-mm", glue / "MNLI", "test") == [Example("Hi.", "Bye.", None, "8")]
+    assert glue.read_examples("MNLI-mm", glue_dir / "MNLI", "test") == [Example("Hi.", "Bye.", None, "8")]
 
 
 def jsonl(*rows):
@@ -162,14 +167,14 @@ def jsonl(*rows):
 def test_superglue_layouts(tmp_path):
     cb_row = {"premise": "Jo thinks it rains.", "hypothesis": "it rains", "label": "neutral", "idx": 3}
     cb = write(tmp_path / "CB", "val.jsonl", jsonl(cb_row))
-    assert ft.read_examples("CB", cb, "dev") == [Example("Jo thinks it rains.", "it rains", 2, "3")]
+    assert glue.read_examples("CB", cb, "dev") == [Example("Jo thinks it rains.", "it rains", 2, "3")]
     write(cb, "test.jsonl", jsonl({"premise": "P.", "hypothesis": "h", "idx": 0}))
-    assert ft.read_examples("CB", cb, "test") == [Example("P.", "h", None, "0")]
+    assert glue.read_examples("CB", cb, "test") == [Example("P.", "h", None, "0")]
     wic = {"word": "bank", "sentence1": "The bank closed.", "sentence2": "Banks of rivers flood.",
            "start1": 4, "end1": 8, "start2": 0, "end2": 5, "label": True, "idx": 0}
     write(tmp_path / "WiC", "train.jsonl", jsonl(wic, dict(wic, start2=9, end2=15, label=False, idx=1),
                                                  dict(wic, end1=40, idx=2)))
-    ok, wrong_word, out_of_range = ft.read_examples("WiC", tmp_path / "WiC")
+    ok, wrong_word, out_of_range = glue.read_examples("WiC", tmp_path / "WiC")
     assert ok == Example('The "bank" closed.', '"Banks" of rivers flood.', 1, "0")
     # span on "rivers", "Banks" is there
     assert wrong_word == Example('bank: The "bank" closed.', "Banks of rivers flood.", 0, "1")
@@ -181,7 +186,7 @@ def test_irregular_form_is_marked(tmp_path):
     row = {"word": "go", "sentence1": "She went home and got tea.", "sentence2": "Go!",
            "start1": 4, "end1": 8, "start2": 0, "end2": 2, "label": "true", "idx": 0}
     write(tmp_path, "val.jsonl", jsonl(dict(row, label=True)))
-    assert ft.read_examples("WiC", tmp_path, "dev")[0].text_a == 'She "went" home and got tea.'
+    assert glue.read_examples("WiC", tmp_path, "dev")[0].text_a == 'She "went" home and got tea.'
 
 
 # -----------------------------------------------------------------------------
@@ -190,7 +195,7 @@ def test_irregular_form_is_marked(tmp_path):
 
 def error(task, folder, split="train"):
     with pytest.raises((FormatError, FileNotFoundError)) as info:
-        ft.read_examples(task, folder, split)
+        glue.read_examples(task, folder, split)
     return str(info.value)
 
 
@@ -229,17 +234,17 @@ def test_errors(tmp_path):
     (tmp_path / "WNLI" / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\t\xe9t\xe9\tx\t1\n")
     assert "WNLI/train.tsv: not UTF-8" in error("WNLI", tmp_path / "WNLI")
     with pytest.raises(ValueError, match="unknown task 'MNLI-x'"):
-        ft.read_examples("MNLI-x", tmp_path)
+        glue.read_examples("MNLI-x", tmp_path)
     with pytest.raises(ValueError, match="unknown split 'validation'"):
-        ft.read_examples("CB", tmp_path / "CB", "validation")
+        glue.read_examples("CB", tmp_path / "CB", "validation")
 
 
 def test_task_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("SE_DATA", str(tmp_path))
-    assert ft.task_folder("WiC") == tmp_path / "superglue" / "WiC"
-    assert ft.task_folder("STS-B", "elsewhere") == Path("elsewhere/glue/STS-B")
+    assert glue.task_folder("WiC") == tmp_path / "superglue" / "WiC"
+    assert glue.task_folder("STS-B", "elsewhere") == Path("elsewhere/glue/STS-B")
     monkeypatch.delenv("SE_DATA")
-    assert ft.task_folder("CoLA") == ft.DEFAULT_DATA_ROOT / "glue" / "CoLA"
+    assert glue.task_folder("CoLA") == DEFAULT_DATA_ROOT / "glue" / "CoLA"
 
 
 # -----------------------------------------------------------------------------
@@ -248,63 +253,63 @@ def test_task_folder(monkeypatch, tmp_path):
 
 def test_accuracy_and_f1():
     pred, gold = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]
-    assert ft.accuracy(pred, gold) == 3 / 5
+    assert glue.accuracy(pred, gold) == 3 / 5
     # tp 2 (rows 0, 4), fp 1 (row 1), fn 1 (row 3)
-    assert ft.f1(pred, gold) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
-    assert ft.f1([0, 0], [0, 0]) == 0.0 and ft.f1([1, 0], [0, 1]) == 0.0  # no true positive
-    assert ft.accuracy([], []) == 0.0
+    assert glue.f1(pred, gold) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert glue.f1([0, 0], [0, 0]) == 0.0 and glue.f1([1, 0], [0, 1]) == 0.0  # no true positive
+    assert glue.accuracy([], []) == 0.0
     with pytest.raises(ValueError):
-        ft.accuracy([1, 0], [1])
+        glue.accuracy([1, 0], [1])
 
 
 def test_macro_f1():
     pred, gold = [0, 0, 1, 2, 2, 1], [0, 1, 1, 2, 0, 1]
     # class 0: tp 1, fp 1, fn 1 -> 2/4; class 1: tp 2, fp 0, fn 1 -> 4/5; class 2: tp 1, fp 1, fn 0 -> 2/3
-    assert ft.macro_f1(pred, gold, 3) == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
-    assert ft.macro_f1([0, 0], [0, 0], 3) == pytest.approx(1 / 3)  # the two absent classes count 0
+    assert glue.macro_f1(pred, gold, 3) == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert glue.macro_f1([0, 0], [0, 0], 3) == pytest.approx(1 / 3)  # the two absent classes count 0
 
 
 def test_mcc():
     pred, gold = [1, 1, 1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1, 1, 1]
     # tp 3, tn 2, fp 1, fn 2: (3*2 - 1*2) / sqrt((3+1)(3+2)(2+1)(2+2)) = 4 / sqrt(240)
-    assert ft.mcc(pred, gold) == pytest.approx(4 / math.sqrt(240))
+    assert glue.mcc(pred, gold) == pytest.approx(4 / math.sqrt(240))
     flipped = [1 - g for g in gold]
-    assert ft.mcc(gold, gold) == pytest.approx(1.0) and ft.mcc(flipped, gold) == pytest.approx(-1.0)
-    assert ft.mcc([1] * 8, gold) == 0.0 and ft.mcc(pred, [0] * 8) == 0.0  # constant prediction or gold
+    assert glue.mcc(gold, gold) == pytest.approx(1.0) and glue.mcc(flipped, gold) == pytest.approx(-1.0)
+    assert glue.mcc([1] * 8, gold) == 0.0 and glue.mcc(pred, [0] * 8) == 0.0  # constant prediction or gold
     # three classes: n 4, correct 3, predicted counts (2, 1, 1), gold counts (1, 2, 1):
     # (4*3 - (2*1 + 1*2 + 1*1)) / sqrt((16 - (4+1+1)) (16 - (1+4+1))) = 7 / 10
-    assert ft.mcc([0, 0, 1, 2], [0, 1, 1, 2]) == pytest.approx(0.7)
+    assert glue.mcc([0, 0, 1, 2], [0, 1, 1, 2]) == pytest.approx(0.7)
 
 
 def test_pearson_and_spearman():
     x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0]
     # deviations from the means (2.5): x (-1.5, -.5, .5, 1.5), y (-.5, -1.5, 1.5, .5)
     # sum xy = .75 + .75 + .75 + .75 = 3; sum x^2 = sum y^2 = 2.25 + .25 + .25 + 2.25 = 5  ->  r = 3 / 5
-    assert ft.pearson(x, y) == pytest.approx(0.6)
-    assert ft.spearman(x, y) == pytest.approx(0.6)  # already ranks
-    assert ft.pearson([0.1] * 10, list(range(10))) == 0.0 and ft.pearson(x, [2.0] * 4) == 0.0
-    assert ft.spearman([3, 3, 3], [1, 2, 3]) == 0.0
+    assert glue.pearson(x, y) == pytest.approx(0.6)
+    assert glue.spearman(x, y) == pytest.approx(0.6)  # already ranks
+    assert glue.pearson([0.1] * 10, list(range(10))) == 0.0 and glue.pearson(x, [2.0] * 4) == 0.0
+    assert glue.spearman([3, 3, 3], [1, 2, 3]) == 0.0
     # ties: ranks of (10, 20, 20, 30) are (1, 2.5, 2.5, 4); against (1, 2, 3, 4): deviations (-1.5, 0, 0, 1.5)
     # and (-1.5, -.5, .5, 1.5): sum xy = 4.5, sum x^2 = 4.5, sum y^2 = 5  ->  4.5 / sqrt(4.5 * 5)
-    assert ft.spearman([10, 20, 20, 30], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert glue.spearman([10, 20, 20, 30], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
     # ranks ignore a monotone transform; pearson does not
-    assert ft.spearman(np.exp(x), y) == pytest.approx(0.6)
-    assert ft.pearson(np.exp(x), y) != pytest.approx(0.6)
+    assert glue.spearman(np.exp(x), y) == pytest.approx(0.6)
+    assert glue.pearson(np.exp(x), y) != pytest.approx(0.6)
 
 
 def test_scores():
-    assert ft.scores("CoLA", [1, 0], [1, 0]) == {"mcc": pytest.approx(1.0)}
-    assert ft.scores("MRPC", [1, 1, 0, 0], [1, 0, 0, 0]) == {"f1": pytest.approx(2 / 3), "accuracy": 0.75}
-    assert list(ft.scores("QQP", [1], [1])) == ["f1", "accuracy"] and ft.TASKS["QQP"].metric == "f1"
-    assert ft.scores("STS-B", [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0]) == {"pearson": pytest.approx(0.6),
-                                                                              "spearman": pytest.approx(0.6)}
-    assert ft.scores("CB", [0, 1, 2, 2], [0, 1, 2, 1]) == {"macro_f1": pytest.approx((1 + 2 / 3 + 2 / 3) / 3),
-                                                           "accuracy": 0.75}
+    assert glue.scores("CoLA", [1, 0], [1, 0]) == {"mcc": pytest.approx(1.0)}
+    assert glue.scores("MRPC", [1, 1, 0, 0], [1, 0, 0, 0]) == {"f1": pytest.approx(2 / 3), "accuracy": 0.75}
+    assert list(glue.scores("QQP", [1], [1])) == ["f1", "accuracy"] and glue.TASKS["QQP"].metric == "f1"
+    assert glue.scores("STS-B", [1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0]) == {
+        "pearson": pytest.approx(0.6), "spearman": pytest.approx(0.6)}
+    assert glue.scores("CB", [0, 1, 2, 2], [0, 1, 2, 1]) == {
+        "macro_f1": pytest.approx((1 + 2 / 3 + 2 / 3) / 3), "accuracy": 0.75}
     for name in ("SST-2", "RTE", "WNLI", "QNLI", "MNLI", "MNLI-mm", "WiC"):
-        assert ft.scores(name, [0, 1, 1], [0, 1, 0]) == {"accuracy": pytest.approx(2 / 3)}
-    assert all(isinstance(v, float) for v in ft.scores("CB", np.array([0, 1]), np.array([0, 0])).values())
+        assert glue.scores(name, [0, 1, 1], [0, 1, 0]) == {"accuracy": pytest.approx(2 / 3)}
+    assert all(isinstance(v, float) for v in glue.scores("CB", np.array([0, 1]), np.array([0, 0])).values())
     with pytest.raises(ValueError, match="gold labels missing"):
-        ft.scores("RTE", [0], [None])
+        glue.scores("RTE", [0], [None])
 
 
 # -----------------------------------------------------------------------------
@@ -313,22 +318,22 @@ def test_scores():
 
 def test_submission_rows():
     two = [Example("a", "b", None, "0"), Example("c", "d", None, "1")]
-    assert ft.submission_rows("RTE", two, [1, 0]) == ("RTE.tsv",
-                                                      "index\tprediction\n0\tnot_entailment\n1\tentailment\n")
-    assert ft.submission_rows("CoLA", two, np.array([1, 0])) == ("CoLA.tsv",
-                                                                 "index\tprediction\n0\t1\n1\t0\n")
-    assert ft.submission_rows("MNLI", two, [2, 1]) == ("MNLI-m.tsv",
-                                                       "index\tprediction\n0\tcontradiction\n1\tneutral\n")
-    assert ft.submission_rows("STS-B", two, [5.7, -0.2]) == ("STS-B.tsv",
-                                                             "index\tprediction\n0\t5.000\n1\t0.000\n")
-    name, text = ft.submission_rows("WiC", two, [1, 0])
+    assert glue.submission_rows("RTE", two, [1, 0]) == (
+        "RTE.tsv", "index\tprediction\n0\tnot_entailment\n1\tentailment\n")
+    assert glue.submission_rows("CoLA", two, np.array([1, 0])) == ("CoLA.tsv",
+                                                                   "index\tprediction\n0\t1\n1\t0\n")
+    assert glue.submission_rows("MNLI", two, [2, 1]) == ("MNLI-m.tsv",
+                                                         "index\tprediction\n0\tcontradiction\n1\tneutral\n")
+    assert glue.submission_rows("STS-B", two, [5.7, -0.2]) == ("STS-B.tsv",
+                                                               "index\tprediction\n0\t5.000\n1\t0.000\n")
+    name, text = glue.submission_rows("WiC", two, [1, 0])
     rows = [json.loads(line) for line in text.splitlines()]
     assert name == "WiC.jsonl" and rows == [{"idx": 0, "label": "true"}, {"idx": 1, "label": "false"}]
-    assert ft.submission_rows("CB", two[:1], [2])[1] == '{"idx": 0, "label": "neutral"}\n'
+    assert glue.submission_rows("CB", two[:1], [2])[1] == '{"idx": 0, "label": "neutral"}\n'
     with pytest.raises(ValueError, match="not a class index"):
-        ft.submission_rows("RTE", two, [0, 2])
+        glue.submission_rows("RTE", two, [0, 2])
     with pytest.raises(ValueError, match="2 predictions for 1 examples"):
-        ft.submission_rows("RTE", two[:1], [0, 1])
+        glue.submission_rows("RTE", two[:1], [0, 1])
 
 
 # -----------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_
     out = tmp_path / "study"
     argv = ["--preset", "study", "--model", str(headless), "--corpus", str(tiny_corpus),
             "--data-root", str(root), "--tasks", "CoLA", "--steps", "2", "--warmup", "1",
-            "--head-warmup", "3", "--block-length", "32", "--batch-size", "4", "--heldout", "0.1",
+            "--head-steps", "3", "--block-length", "32", "--batch-size", "4", "--heldout", "0.1",
             "--eval-blocks", "8", "--blimp-pairs", "3", "--curve-every", "1", "--curve-pairs", "2",
             "--seeds", "1", "2", "--ft-epochs", "1", "--max-train", "16", "--device", "cpu",
             "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]

@@ -1,4 +1,5 @@
-"""Prompt tuning, prompt transfer and PANDA's distillation (finetune.py, model.Prompt); COPA and WSC."""
+"""Prompt tuning, prompt transfer and PANDA's distillation (finetune.py, model.Prompt); COPA and WSC
+(glue.py)."""
 
 import json
 
@@ -7,10 +8,12 @@ import pytest
 import torch
 
 import finetune as ft
+import glue
 import runtime
+from data import DEFAULT_DATA_ROOT
 from model import Encoder, MaskedLM
 
-DATA = ft.DEFAULT_DATA_ROOT
+DATA = DEFAULT_DATA_ROOT
 
 
 def write_tasks(root, n=48):
@@ -128,7 +131,7 @@ def test_prompt_transfer_starts_from_exactly_the_source_prompt(tmp_path, tiny_ch
 
 
 def test_distillation_loss_and_lambda_by_hand():
-    task = ft.TASKS["CB"]
+    task = glue.TASKS["CB"]
     student, teacher = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[1.0, 1.0, 0.0]])
     labels = torch.tensor([0])
     cross_entropy = -student.log_softmax(-1)[0, 0]
@@ -212,7 +215,7 @@ def test_prompt_options_need_prompt_tuning(tiny_checkpoint, capsys):
 
 def test_copa_scores_each_choice_and_learns(tmp_path, tiny_checkpoint):
     root = write_tasks(tmp_path)
-    (example,) = ft.read_examples("COPA", root / "superglue" / "COPA", "train")[:1]
+    (example,) = glue.read_examples("COPA", root / "superglue" / "COPA", "train")[:1]
     assert example.text_a == "a cat sat . What was the cause?" and len(example.choices) == 2
     report = ft.main(["--model", str(tiny_checkpoint), "--task", "COPA", "--data-root", str(root),
                       "--seeds", "1", "--epochs", "6", "--batch-size", "8", "--lr", "1e-2",
@@ -222,7 +225,7 @@ def test_copa_scores_each_choice_and_learns(tmp_path, tiny_checkpoint):
 
 def test_wsc_marks_the_noun_and_the_pronoun(tmp_path):
     root = write_tasks(tmp_path)
-    example = ft.read_examples("WSC", root / "superglue" / "WSC", "train")[0]
+    example = glue.read_examples("WSC", root / "superglue" / "WSC", "train")[0]
     assert example.text_a == "the *cat* saw a bird . #it# ran ." and example.label == 1
 
 
@@ -241,14 +244,14 @@ def test_copa_and_wsc_rows_that_are_wrong_are_named(tmp_path):
     for task, cases in rows.items():
         for row, message in cases:
             (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
-            with pytest.raises(ft.FormatError, match=message):
-                ft.read_examples(task, tmp_path, "train")
+            with pytest.raises(glue.FormatError, match=message):
+                glue.read_examples(task, tmp_path, "train")
 
 
 @pytest.mark.skipif(not (DATA / "superglue" / "WSC").is_dir(), reason=f"no SuperGLUE data in {DATA}")
 def test_the_real_copa_and_wsc_files():
-    copa = {s: ft.read_examples("COPA", None, s) for s in ("train", "dev")}
-    wsc = {s: ft.read_examples("WSC", None, s) for s in ("train", "dev")}
+    copa = {s: glue.read_examples("COPA", None, s) for s in ("train", "dev")}
+    wsc = {s: glue.read_examples("WSC", None, s) for s in ("train", "dev")}
     assert [len(copa[s]) for s in copa] == [400, 100] and [len(wsc[s]) for s in wsc] == [554, 104]
     assert all(e.text_a.count("*") >= 2 and e.text_a.count("#") >= 2 for s in wsc for e in wsc[s])
     assert np.mean([e.label for e in wsc["dev"]]) == pytest.approx(38 / 104)  # the majority, False: 63.5%
