@@ -194,7 +194,7 @@ def load_hf_weights(model, weights: dict, source: Path):
         warnings.warn(f"{source.parent}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
                       f"({', '.join(parts)}); new weights were created at random, "
                       "and its predictions mean nothing until it is trained"
-                      + (" (a short random-masking warm-up does it)." if mlm else "."),
+                      + (" (train.py --head-steps does it)." if mlm else "."),
                       stacklevel=3)
     model.fresh_modules = fresh
 
@@ -307,7 +307,7 @@ def trim_log(out, step):
     if path.is_file():
         entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         kept = [e for e in entries if e["step"] < step or
-                (e["step"] == step and e["phase"] not in ("start", "after warm-up", "end"))]
+                (e["step"] == step and e["phase"] not in ("start", "head trained", "end"))]
         text = "".join(json.dumps(e) + "\n" for e in kept)
         atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 

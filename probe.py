@@ -15,7 +15,8 @@ checkpoint:
                      every run and every method is scored on the same tokens
   3. what SE sees    the tokens the method's rule picks in a sentence, and a
                      page that colours every token of some passages by its
-                     self-questioning score
+                     self-questioning score; what train.py shows as the
+                     method begins (method_start)
   4. BLiMP           67 paradigms of minimal pairs, a grammatical and an
                      ungrammatical sentence; a masked LM is right on a pair
                      when it gives the grammatical one the higher
@@ -24,7 +25,6 @@ checkpoint:
 
 import argparse
 import html
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,10 +39,11 @@ import runtime
 from masking import IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, special_tokens_mask
 from checkpoint import DEFAULT_MODELS
 from model import MaskedLM
-from self_evolution import masking_batch, question, select
+from self_evolution import MaskingContext, question, rule_input, select
 from tokenizer import Tokenizer
 
 EVAL_SEED = 1234  # the seed of every fixed held-out mask
+HARDEST = "hardest-heldout.pt"  # in a run folder: the held-out hardest tokens, fixed when the method begins
 
 # -----------------------------------------------------------------------------
 # 1. A first look: which words does the model put in place of the mask?
@@ -104,7 +105,7 @@ def hardest_masks(method, model, tok, blocks, n, batch_size, machine):
         on_device = ids.to(machine.device)
         scores = score_tokens(question(model, on_device, precision=rule.questioning_precision), on_device,
                               rule.score).cpu()
-        selected = select(rule, masking_batch(rule, model, tok, ids, generator, scores=scores))
+        selected = select(rule, rule_input(rule, model, tok, ids, generator, MaskingContext(stored_scores=scores)))
         corrupted, labels = apply_mask(ids, selected, tok.mask_id), labels_for(ids, selected)
         out.append((corrupted.to(machine.device), labels.to(machine.device)))
     return out
@@ -147,8 +148,8 @@ def _picks(method, model, tok, ids, machine, token_counts=None):
     informative picks alone: no random share)."""
     rule = replace(method, informative_fraction=1.0)
     with machine.autocast:
-        batch = masking_batch(rule, model, tok, ids, torch.Generator(machine.device).manual_seed(0),
-                              token_counts=token_counts)
+        batch = rule_input(rule, model, tok, ids, torch.Generator(machine.device).manual_seed(0),
+                           MaskingContext(token_counts=token_counts))
         picked = select(rule, batch)
         scores = batch.scores(method.score)
     return scores, picked, batch.maskable
@@ -194,6 +195,26 @@ def write_score_page(method, model, tok, blocks, machine, path, n=4, name=None, 
     path.write_text("".join(parts) + "</body></html>\n", encoding="utf-8")
 
 
+def method_start(method, model, tok, heldout, machine, out, *, n, batch_size, sample, name,
+                 token_counts=None):
+    """What train.py shows as the method begins: the rule's picks in the `sample` sentence and a page
+    of held-out scores (out/scores.html), for a rule that questions the model; and the hardest tokens
+    of the first `n` held-out blocks, masked and saved (out/HARDEST) so that every later evaluation,
+    resumed runs' included, scores the same tokens. Returns those batches (None without held-out
+    blocks). Process 0 alone calls it."""
+    hard = None
+    if len(heldout):
+        hard = hardest_masks(method, model, tok, heldout, n, batch_size, machine)
+        torch.save(hard, out / HARDEST)
+    if method.masking == "informative" or method.rule:
+        print(show_picks(method, model, tok, sample, machine, token_counts))
+        if len(heldout):
+            write_score_page(method, model, tok, heldout, machine, out / "scores.html", name=name,
+                             token_counts=token_counts)
+            print(f"token scores of held-out passages: {out / 'scores.html'}")
+    return hard
+
+
 def text_mlm(model, tok, path, machine, block_length=128, blocks=256, cache_dir=None):
     """MLM loss and accuracy on a text file the model may never have seen: its first `blocks`
     blocks, masked at random with the fixed seed (as the held-out evaluation is)."""
@@ -229,17 +250,14 @@ def read_blimp(data_root=None, pairs_per_paradigm=None) -> dict:
     paradigms = {}
     for path in files:
         pairs, field = [], None
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if pairs_per_paradigm is not None and len(pairs) == pairs_per_paradigm:
-                break
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in BLIMP_FIELDS):
-                raise ValueError(f"{path}:{n}: expected an object with the strings {', '.join(BLIMP_FIELDS)}")
-            pairs.append((row["sentence_good"], row["sentence_bad"]))
-            field = row["field"].replace("/", "_")  # one file spells syntax_semantics "syntax/semantics"
+        with open(path, "rb") as lines:
+            for where, row in data.json_rows(path, lines):
+                if pairs_per_paradigm is not None and len(pairs) == pairs_per_paradigm:
+                    break
+                if any(not isinstance(row.get(k), str) for k in BLIMP_FIELDS):
+                    raise ValueError(f"{where}: expected an object with the strings {', '.join(BLIMP_FIELDS)}")
+                pairs.append((row["sentence_good"], row["sentence_bad"]))
+                field = row["field"].replace("/", "_")  # one file spells syntax_semantics "syntax/semantics"
         if not pairs:
             raise ValueError(f"{path}: no pairs (the file is empty)")
         paradigms[path.stem] = {"field": field, "pairs": pairs}
@@ -301,21 +319,19 @@ def blimp(model, tok, paradigms, machine, quiet=True) -> dict:
 # 5. Command line
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="What a checkpoint knows: fill the masks of sentences, score "
                                              "BLiMP's minimal pairs, or the MLM loss on a text file.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("text", nargs="*", help="sentence(s) with [MASK] or <mask> where a word should go")
-    ap.add_argument("--model", default="minilm",
-                    help="checkpoint folder, train.py run folder, hub id, or one of: "
-                         f"{', '.join(DEFAULT_MODELS)}")
+    runtime.model_option(ap, help="checkpoint folder, train.py run folder, hub id, or one of: "
+                                  f"{', '.join(DEFAULT_MODELS)}")
     ap.add_argument("--top-k", type=runtime.number(int, at_least=1), default=5,
                     help="fillers to show per mask")
     ap.add_argument("--blimp", action="store_true", help="accuracy on BLiMP's minimal pairs, by PLL")
     ap.add_argument("--pairs-per-paradigm", type=runtime.number(int, at_least=1), default=100,
                     help="the first N pairs of each of the 67 paradigms (the files hold 500)")
-    ap.add_argument("--data-root", default=None,
-                    help=f"folder with blimp/; None: $SE_DATA, else {data.DEFAULT_DATA_ROOT}")
+    runtime.data_root_option(ap, holds="blimp/")
     ap.add_argument("--text-file", "--text", dest="text_file", metavar="FILE",
                     help="MLM loss and accuracy on this text file (documents separated by blank lines), "
                          "with a fixed seeded mask")
@@ -323,14 +339,19 @@ def main(argv=None):
                     help="blocks of the text file to score")
     ap.add_argument("--block-length", type=runtime.number(int, at_least=3), default=128,
                     help="tokens per block of the text file (at most the model's positions)")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                    help="auto: bf16 where the device computes it natively (it only ranks), else fp32")
+    runtime.machine_options(ap, precisions=("auto", "bf16", "fp32"),
+                            precision_help="auto: bf16 where the device computes it natively (it only ranks), "
+                                           "else fp32")
     ap.add_argument("--json", metavar="FILE", help="write the results here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     if not (args.text or args.blimp or args.text_file):
         ap.error("give sentences with a mask, --blimp, or --text FILE")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     machine = runtime.setup(args.device, "fp32")
     if args.precision == "bf16" or (args.precision == "auto" and runtime.native_bf16(machine.device)):
         machine = replace(machine, precision="bf16")
@@ -370,7 +391,7 @@ def main(argv=None):
               f"({t['blocks']} blocks of {t['block_length']}, 15% masked at random with a fixed seed)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        runtime.write_json(args.json, results)
         print(f"results: {args.json}")
     return results
 

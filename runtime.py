@@ -12,7 +12,8 @@ code:
   3. optimizing   AdamW's parameter groups, the learning-rate schedule, one
                   optimizer step (unscale, clip, step, update, zero)
   4. one training step over micro-batches, with gradient accumulation and DDP;
-                  the loss of a micro-batch is the caller's (self_evolution.py's)
+                  the loss of a micro-batch is the caller's (self_evolution.py's);
+                  the log of the steps (StepLog)
   5. stopping     Ctrl-C (or SIGTERM) asks the loop to stop between two steps
   6. reports      the JSON and README files a script leaves, written whole or not at all
 
@@ -27,6 +28,7 @@ import json
 import os
 import signal
 import threading
+import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -264,23 +266,23 @@ def make_optimizer(model, lr, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-6, f
     return torch.optim.AdamW(list(groups.values()), lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 
-def lr_at(step, lr, warmup, total, schedule="poly", power=1.0, head_lr=None, head_warmup=0):
+def lr_at(step, lr, warmup, total, schedule="poly", power=1.0, head_lr=None, head_steps=0):
     """The learning rate at `step` of a run of `total` steps.
 
-    Linear warm-up over `warmup` steps, then decay to 0 at the last step:
-    "linear", "poly" (fairseq's polynomial decay: remaining ** power; power 1
-    is linear) or "constant". With `head_lr`, the rate of a fresh task head
-    during the first `head_warmup` steps (after a ramp over a tenth of them);
-    after that the head joins the one schedule.
+    Linear warm-up over `warmup` steps, then "poly" (fairseq's polynomial
+    decay to 0 at the last step: remaining ** power; power 1 is linear) or
+    "constant". With `head_lr`, the rate of a fresh task head during the first
+    `head_steps` steps (after a ramp over a tenth of them); after that the
+    head joins the one schedule.
     """
-    if head_lr is not None and step < head_warmup:
-        return head_lr * min(1.0, (step + 1) / max(1, head_warmup // 10))
+    if head_lr is not None and step < head_steps:
+        return head_lr * min(1.0, (step + 1) / max(1, head_steps // 10))
     if step < warmup:
         return lr * (step + 1) / warmup
     if schedule == "constant":
         return lr
     remaining = max(0.0, 1 - (step - warmup) / max(1, total - warmup))
-    return lr * remaining ** (1.0 if schedule == "linear" else power)
+    return lr * remaining ** power
 
 
 def optimizer_step(optimizer, scaler, parameters, clip=1.0):
@@ -308,33 +310,89 @@ def step_generator(seed, step, micro, device):
     return torch.Generator(device).manual_seed(seed)  # masks
 
 
-def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, step, n_micro, world=1, clip=1.0,
-               autocast=nullcontext()):
+def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, step, machine, clip=1.0):
     """One optimizer step over this process's micro-batches: (their share of the loss, the
     tokens their losses were computed on), two tensors on the device.
 
-    `micro_batches` holds (global micro-batch index, input ids, stored scores or
-    None); `micro_loss(input_ids, generator, scores=...)` returns the loss of
-    one, a mean over its masked tokens, and their number. The step follows the
-    mean over all `n_micro` micro-batches of the global batch, so neither
-    accumulation nor the number of processes changes the update. `model` is
-    what the training forward runs through (DDP or compiled, or the model).
+    `micro_batches` holds (global micro-batch index, input ids, context), and
+    `micro_loss(input_ids, generator, context)` returns the loss of one, a mean
+    over its masked tokens, and their number: the method's, which this step
+    does not know (self_evolution.micro_batch_loss; the context is its
+    MaskingContext). The step follows the mean over all micro-batches of the
+    global batch (every process has as many), so neither accumulation nor the
+    number of processes changes the update. `model` is what the training forward runs through (DDP
+    or compiled, or the model); `machine` gives the processes and the autocast.
     """
+    n_micro = len(micro_batches) * machine.world  # the global batch's
     running = torch.zeros((), device=micro_batches[0][1].device)
     counted = torch.zeros((), dtype=torch.long, device=running.device)
-    for j, (micro, input_ids, scores) in enumerate(micro_batches):
+    for j, (micro, input_ids, context) in enumerate(micro_batches):
         generator = step_generator(seed, step, micro, input_ids.device)
         last = j == len(micro_batches) - 1
-        with model.no_sync() if world > 1 and not last else nullcontext():  # all-reduce once, after the last
-            with autocast:
-                loss, n = micro_loss(input_ids, generator, scores=scores)
+        with model.no_sync() if machine.world > 1 and not last else nullcontext():  # all-reduce after the last
+            with machine.autocast:
+                loss, n = micro_loss(input_ids, generator, context)
                 loss = loss / n_micro
             # DDP averages gradients over processes, so each scales by `world`.
-            scaler.scale(loss * world).backward()
+            scaler.scale(loss * machine.world).backward()
         running += loss.detach()
         counted += n
     optimizer_step(optimizer, scaler, model.parameters(), clip)
     return running, counted
+
+
+class StepLog:
+    """A training loop's log: log.jsonl (every logged step and evaluation) and the progress bar's figures.
+
+    Between two log lines the loss, the tokens it was computed on and the
+    steps that had none are summed on the device, and read only at the log
+    line, so a step never waits for the GPU. A step whose loss had no token
+    (a masking rule that masked nothing) trains on nothing: that is said
+    once, and a phase whose first `checked` steps had no token at all stops
+    the run, naming the steps.
+    """
+
+    def __init__(self, path, machine, step=0):
+        self.path, self.machine, self.history, self.warned = Path(path), machine, [], False
+        self.sums = torch.zeros(3, device=machine.device)  # loss, tokens, steps without any
+        self.steps, self.inputs, self.t0 = 0, 0, time.time()
+        self.phase_began, self.counted_in_phase = step, 0
+
+    def record(self, entry):
+        if self.machine.main:
+            self.history.append(entry)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def add(self, loss, counted, inputs):
+        """One step: its loss and the tokens it was a mean over (tensors), and the input tokens it read."""
+        self.sums += torch.stack([loss, counted.float(), (counted == 0).float()])
+        self.steps, self.inputs = self.steps + 1, self.inputs + inputs
+
+    def phase_begins(self, step):
+        self.phase_began, self.counted_in_phase = step, 0
+
+    def write(self, step, phase, lr, bar, checked):
+        """The log line of the steps since the last; stop if the phase's first `checked` steps had no token."""
+        world = self.machine.world
+        if world > 1:
+            dist.all_reduce(self.sums)
+        loss_sum, counted, empty_steps = self.sums.tolist()
+        entry = {"step": step, "phase": phase, "loss": loss_sum / self.steps, "lr": lr,
+                 "tokens_per_s": self.inputs * world / max(time.time() - self.t0, 1e-9)}
+        self.record(entry)
+        bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}", tok_s=f"{entry['tokens_per_s']:.0f}")
+        self.counted_in_phase += counted
+        if empty_steps and not self.warned and self.machine.main:
+            print(f"\nwarning: {empty_steps:.0f} of the {self.steps} steps to step {step} masked no token: "
+                  "they train on nothing")
+            self.warned = True
+        if self.counted_in_phase == 0 and step - self.phase_began >= checked:
+            raise SystemExit(f"no token was masked in steps {self.phase_began + 1}-{step} ({phase}): the "
+                             "masking rule selects nothing, so nothing is trained; check --ratio, "
+                             "--select threshold --threshold, or the --masking-fn function")
+        self.sums.zero_()
+        self.steps, self.inputs, self.t0 = 0, 0, time.time()
 
 
 # -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ and trains on those:
      without gradient and in eval mode (the authors run a pass at learning
      rate 0). A token the model cannot reconstruct although it sees it, a
      high s_i = -log p_i(x_i), is one it has not learned.
-  2. Informative masking                                 select(), mask_batch()
+  2. Informative masking                                    select(), corrupt()
      Mask the highest-scoring tokens, up to the usual 15% budget (this
      project's rule), or every token scoring above 0.1 (the authors' rule);
      the authors replace every selected token by the mask token.
@@ -22,8 +22,10 @@ and trains on those:
      unmasked x, which is the very forward of stage 1, kept at the masked
      positions.
 
-micro_batch_loss() runs these steps for one micro-batch, in that order;
-runtime.train_step() runs it over a batch and updates the weights. The rules
+micro_batch_loss() runs these steps for one micro-batch, in that order: it is
+the one function through which train.py's loop calls the method (a second
+pretraining method plugs in beside this file with a function of the same
+shape); runtime.train_step() runs it over a batch and updates the weights. The rules
 themselves are in masking.py (which tokens) and smoothing.py (the losses):
 this file decides which rule applies when, and feeds each what it needs.
 
@@ -41,6 +43,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import runtime
+
 from masking import (IGNORE_INDEX, MaskingBatch, apply_mask, custom_select, load_masking_fn, random_mask,
                      score_tokens, select_informative, special_tokens_mask)
 from smoothing import cross_entropy, token_specific_label_smoothing, uniform_label_smoothing
@@ -49,8 +53,8 @@ from smoothing import cross_entropy, token_specific_label_smoothing, uniform_lab
 # 0. The settings
 
 # A run's two phases: a checkpoint without an MLM head first trains one with
-# random masking and plain cross-entropy (the warm-up); then the method runs.
-WARM_UP, MAIN = "warm-up", "main"
+# random masking and plain cross-entropy (train.py --head-steps); then the method runs.
+HEAD, METHOD = "head", "method"
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Method:
     """The method's settings: train.py's "method" options, under the same names.
 
     The defaults are the authors' where their code has one (the budget and the
-    no-grad pass are this project's choices: ../shared/PAPER_NOTES.md).
+    no-grad pass are this project's choices: docs/paper.md).
     """
 
     masking: str = "informative"  # "random": BERT's (the baseline); "informative": self-questioning's picks
@@ -71,16 +75,73 @@ class Method:
     whole_word: bool = False  # random masking picks whole words
     smoothing: str = "token"  # "none": cross-entropy; "uniform": label smoothing; "token": TLS (stage 2)
     alpha: float = 0.1  # the label-smoothing weight
+    questioning: str = "online"  # "online": scored in the step; "offline": one pass before (the authors')
     questioning_precision: str = "fp32"  # the questioning forward's: "fp32", "bf16" or "fp16" (it only ranks)
     masking_fn: str | None = None  # "FILE.py:FUNCTION": a rule of your own instead of `masking`
     rule: Callable | None = None  # that function, loaded (a function of a masking.MaskingBatch)
 
+    @staticmethod
+    def add_options(group):
+        """train.py's options of the method, one per setting, with the defaults above."""
+        M, number = Method, runtime.number
+        share = number(float, at_least=0, at_most=1)
+        group.add_argument("--masking", choices=["random", "informative"], default=M.masking,
+                           help="BERT's random masking, or the tokens self-questioning finds hardest (stage 1)")
+        group.add_argument("--score", choices=["loss", "entropy"], default=M.score, help="self-questioning score")
+        group.add_argument("--select", choices=["ratio", "threshold"], default=M.select,
+                           help="top tokens up to --ratio, or every token above --threshold (the authors' rule)")
+        group.add_argument("--ratio", type=number(float, above=0, at_most=1), default=M.ratio,
+                           help="masking budget per sequence")
+        group.add_argument("--threshold", type=float, default=M.threshold,
+                           help="score threshold for --select threshold (refused with --select ratio)")
+        group.add_argument("--informative-fraction", type=share, default=M.informative_fraction,
+                           help="share of the budget spent on top-scoring tokens; the rest is random")
+        group.add_argument("--informative-split", type=share, nargs=3, default=list(M.informative_split),
+                           metavar=("MASK", "RANDOM", "KEEP"),
+                           help="how selected informative tokens are corrupted; the authors mask them all")
+        group.add_argument("--whole-word", action="store_true", help="random masking selects whole words")
+        group.add_argument("--masking-fn", metavar="FILE.py:FUNCTION", default=M.masking_fn,
+                           help="your own masking rule instead of --masking: a function of a masking.MaskingBatch "
+                                "that returns the bool selection (see tutorial/exercises); the selection is "
+                                "corrupted by --informative-split")
+        group.add_argument("--questioning", choices=["online", "offline"], default=M.questioning,
+                           help="score tokens in the training step (one extra forward) or in one pass before "
+                                "training (the authors' way)")
+        group.add_argument("--questioning-precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                           help="of the questioning forward alone (it only ranks tokens and gives TLS its "
+                                "targets): auto: bf16 where the device computes it natively, else the "
+                                "training precision")
+        group.add_argument("--smoothing", choices=["none", "uniform", "token"], default=M.smoothing,
+                           help="plain cross-entropy, ordinary label smoothing, or token-specific label "
+                                "smoothing (stage 2)")
+        group.add_argument("--alpha", type=share, default=M.alpha, help="label-smoothing weight")
+
     @classmethod
     def from_options(cls, args) -> "Method":
-        """The settings of train.py's parsed options; loads the --masking-fn file (OSError, ValueError)."""
+        """The settings of train.py's parsed options (a --threshold not typed is None there). Loads the
+        --masking-fn file; settings that contradict each other are a ValueError, as is a bad file."""
+        if args.threshold is not None and args.select != "threshold":
+            raise ValueError(f"--threshold {args.threshold} is used only with --select threshold")
+        if abs(sum(args.informative_split) - 1) > 1e-6:
+            raise ValueError(f"--informative-split {' '.join(map(str, args.informative_split))}: the three "
+                             "shares must sum to 1")
+        if args.masking_fn and args.questioning == "offline":
+            raise ValueError("--masking-fn questions the model online, when the function asks for it; "
+                             "drop --questioning offline")
         settings = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "rule"}
+        settings["threshold"] = cls.threshold if args.threshold is None else args.threshold
         settings["informative_split"] = tuple(settings["informative_split"])
         return cls(**settings, rule=load_masking_fn(args.masking_fn) if args.masking_fn else None)
+
+
+@dataclass(frozen=True)
+class MaskingContext:
+    """Where a micro-batch stands, beyond its token ids: what masking may need to know of the run."""
+
+    phase: str = METHOD  # HEAD (random masking for a fresh MLM head) or METHOD
+    progress: float = 0.0  # how far the method has come: 0 at its first step, 1 at its last (for curricula)
+    token_counts: torch.Tensor | None = None  # (vocab,) the corpus's, for a --masking-fn rule
+    stored_scores: torch.Tensor | None = None  # (batch, length) offline questioning's scores of these blocks
 
 
 # -----------------------------------------------------------------------------
@@ -149,17 +210,17 @@ def offline_scores(method, model, blocks, path, batch_size, machine, quiet=False
 # 2. Informative masking: select, then corrupt
 
 
-def masking_batch(method, model, tok, input_ids, generator, progress=0.0, token_counts=None, scores=None):
-    """What a masking rule sees of a micro-batch (masking.MaskingBatch).
+def rule_input(method, model, tok, input_ids, generator, context=MaskingContext()):
+    """What a masking rule sees of a micro-batch: a masking.MaskingBatch.
 
     The model is questioned only if the rule asks for its scores or logits;
-    offline, `scores` are the stored ones and nothing is asked.
+    offline, the context's stored scores serve and nothing is asked.
     """
     maskable = ~special_tokens_mask(input_ids, tok)
     def ask(ids):
         return question(model, ids, precision=method.questioning_precision)
-    return MaskingBatch(input_ids, maskable, method.ratio, generator, tok.continuation, token_counts,
-                        progress, question=ask, stored_scores=scores)
+    return MaskingBatch(input_ids, maskable, method.ratio, generator, tok.continuation, context.token_counts,
+                        context.progress, question=ask, stored_scores=context.stored_scores)
 
 
 def select(method, batch):
@@ -177,26 +238,20 @@ def select(method, batch):
                               method.informative_fraction, batch.generator)
 
 
-class Masked(NamedTuple):
-    """One micro-batch made ready for the loss."""
+class Corrupted(NamedTuple):
+    """One micro-batch made ready for the loss: its corrupted input and what the loss compares."""
 
-    corrupted: torch.Tensor  # (batch, length): the input of the training forward
+    input_ids: torch.Tensor  # (batch, length): the input of the training forward
     positions: torch.Tensor  # (n,) flat indices of the selected tokens, padded to a size fixed in advance
     targets: torch.Tensor  # (n,) their original ids; IGNORE_INDEX in the padding
     reference: torch.Tensor | None  # (n, vocab) the unmasked forward's logits there (TLS's r_i), else None
 
 
-def mask_batch(method, model, tok, input_ids, generator, phase=MAIN, progress=0.0, scores=None,
-               token_counts=None) -> Masked:
-    """Choose and corrupt the tokens of one micro-batch; gather what the loss needs.
-
-    `phase` is WARM_UP or MAIN, `progress` how far the method has come (0 at
-    its first step, 1 at its last: for curricula), `scores` the stored scores
-    of offline questioning, `token_counts` the corpus's (for --masking-fn).
-    """
+def corrupt(method, model, tok, input_ids, generator, context=MaskingContext()) -> Corrupted:
+    """Choose and corrupt the tokens of one micro-batch; gather what the loss needs."""
     logits = None
-    if phase == WARM_UP or (method.masking == "random" and method.rule is None):
-        # The baseline, and the warm-up of a fresh MLM head: BERT's random masking, 80/10/10.
+    if context.phase == HEAD or (method.masking == "random" and method.rule is None):
+        # The baseline, and the training of a fresh MLM head: BERT's random masking, 80/10/10.
         maskable = ~special_tokens_mask(input_ids, tok)
         continuation = tok.continuation if method.whole_word else None
         corrupted, _, selected = random_mask(input_ids, maskable, tok.mask_id, tok.vocab_size, method.ratio,
@@ -204,7 +259,7 @@ def mask_batch(method, model, tok, input_ids, generator, phase=MAIN, progress=0.
     else:
         # Stage 1 and informative masking: the rule's first look at the scores
         # questions the model (one unmasked no-grad forward); offline they are stored.
-        batch = masking_batch(method, model, tok, input_ids, generator, progress, token_counts, scores)
+        batch = rule_input(method, model, tok, input_ids, generator, context)
         selected = select(method, batch)
         corrupted = apply_mask(input_ids, selected, tok.mask_id, tok.vocab_size, method.informative_split,
                                generator)
@@ -212,14 +267,14 @@ def mask_batch(method, model, tok, input_ids, generator, phase=MAIN, progress=0.
     positions, valid = flat_positions(selected, max_selected(method, input_ids.shape))
     targets = torch.where(valid, input_ids.flatten()[positions], IGNORE_INDEX)
     reference = None
-    if method.smoothing == "token" and phase == MAIN:
+    if method.smoothing == "token" and context.phase == METHOD:
         # r_i at the masked positions: from the questioning forward when there
         # was one (kept only where a token is masked), else a forward projected there.
         if logits is not None:
             reference = logits.flatten(0, 1)[positions]
         else:
             reference = question(model, input_ids, positions, method.questioning_precision)
-    return Masked(corrupted, positions, targets, reference)
+    return Corrupted(corrupted, positions, targets, reference)
 
 
 def max_selected(method, shape):
@@ -246,9 +301,9 @@ def flat_positions(selected, size):
 # 3. Stage 2: the loss
 
 
-def loss(method, logits, targets, reference, phase=MAIN):
+def loss(method, logits, targets, reference, phase=METHOD):
     """The loss at the masked tokens, a mean over them: TLS (stage 2), or the baseline's."""
-    if phase == WARM_UP or method.smoothing == "none":
+    if phase == HEAD or method.smoothing == "none":
         return cross_entropy(logits, targets)
     if method.smoothing == "uniform":
         return uniform_label_smoothing(logits, targets, method.alpha)
@@ -259,9 +314,8 @@ def loss(method, logits, targets, reference, phase=MAIN):
 # 4. One micro-batch, start to end
 
 
-def micro_batch_loss(method, model, tok, input_ids, generator, phase=MAIN, progress=0.0, scores=None,
-                     token_counts=None, wrapped=None):
-    """One micro-batch of SE: question, select and corrupt (mask_batch), then the
+def micro_batch_loss(method, model, tok, input_ids, generator, context=MaskingContext(), wrapped=None):
+    """One micro-batch of SE: question, select and corrupt (corrupt()), then the
     training forward on the corrupted input, projected at the masked positions
     only, and the loss. Returns the loss and the number of masked tokens it is
     a mean over (a rule that masks nothing trains on nothing: training says so).
@@ -269,8 +323,7 @@ def micro_batch_loss(method, model, tok, input_ids, generator, phase=MAIN, progr
     `model` is the one questioned; `wrapped` (default: `model`) is what the
     training forward runs through, the same model behind DDP or torch.compile.
     """
-    masked = mask_batch(method, model, tok, input_ids, generator, phase=phase, progress=progress,
-                        scores=scores, token_counts=token_counts)
-    logits = (model if wrapped is None else wrapped)(masked.corrupted, positions=masked.positions)
-    n_masked = (masked.targets != IGNORE_INDEX).sum()
-    return loss(method, logits, masked.targets, masked.reference, phase), n_masked
+    batch = corrupt(method, model, tok, input_ids, generator, context)
+    logits = (model if wrapped is None else wrapped)(batch.input_ids, positions=batch.positions)
+    n_masked = (batch.targets != IGNORE_INDEX).sum()
+    return loss(method, logits, batch.targets, batch.reference, context.phase), n_masked

@@ -1,7 +1,7 @@
 """
 bench.py -- speed and memory of one training step, per masking mode.
 
-    python -m experiments.bench                                   # MiniLM, 16 x 128, all modes, on this machine
+    python -m experiments.bench   # MiniLM, 16 x 128, all modes, on this machine
     python -m experiments.bench --config cfg.json --device cuda --dtype bf16 --modes random online
 
 Prints one JSON line per mode, then (on stderr, for a human) a comparison:
@@ -14,8 +14,8 @@ Prints one JSON line per mode, then (on stderr, for a human) a comparison:
                Skipped when transformers is not installed (it is not a project dependency).
 
 Our modes run the step train.py runs, runtime.train_step over self_evolution.micro_batch_loss, so the
-numbers are what a training run gets. Inputs are
-synthetic rows, [CLS] + random ordinary ids + [SEP], exactly --length long (no padding).
+numbers are what a training run gets. Inputs are synthetic rows, [CLS] + random ordinary ids + [SEP],
+exactly --length long (no padding).
 
 Reading the numbers: tokens_per_s = batch * length * steps / seconds over the timed steps (after
 --warmup untimed ones); s_per_step is the mean time of one optimizer step, s_per_step_median its
@@ -68,12 +68,12 @@ def parse_args(argv=None):
                                              "See the module docstring for how to read them.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--model", default="minilm", help="checkpoint folder, hub id, or 'minilm'")
+    runtime.model_option(src, help="checkpoint folder, hub id, or 'minilm'")
     src.add_argument("--config",
                      help="a config.json: random weights of that architecture, no tokenizer (timing only)")
     ap.add_argument("--batch", type=int, default=16, help="sequences per optimizer step (one micro-batch)")
     ap.add_argument("--length", type=int, default=128, help="tokens per sequence, [CLS] and [SEP] included")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    runtime.machine_options(ap, precisions=())
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                     help="autocast dtype (fp16 adds a gradient scaler)")
     ap.add_argument("--dropout", type=float, default=0.1,
@@ -204,7 +204,7 @@ def synthetic_batch(args, tok, max_positions, device):
     return ids.to(device)
 
 
-def ours(args, mode, model, tok, device, autocast, input_ids):
+def ours(args, mode, model, tok, device, input_ids):
     """A step function that is a training run's step (one micro-batch) in this mode."""
     optimizer = runtime.make_optimizer(model, LR)  # the authors' AdamW settings, fused, as train.py's
     scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
@@ -215,8 +215,10 @@ def ours(args, mode, model, tok, device, autocast, input_ids):
         scores = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(1)).to(device)
     method = replace(OUR_METHODS[mode], questioning_precision=args.questioning_precision)
     micro_loss = functools.partial(se.micro_batch_loss, method, model, tok)
-    return lambda step: runtime.train_step(model, optimizer, scaler, [(0, input_ids, scores)], micro_loss,
-                                           seed=0, step=step, n_micro=1, autocast=autocast)
+    batch = [(0, input_ids, se.MaskingContext(stored_scores=scores))]
+    machine = runtime.Machine(device, precision=args.dtype)  # one process, the autocast of --dtype
+    return lambda step: runtime.train_step(model, optimizer, scaler, batch, micro_loss, seed=0, step=step,
+                                           machine=machine)
 
 
 def alternative(args, config, tok, device, autocast, input_ids):
@@ -268,7 +270,7 @@ def run_one(args):
         step, model, more = alternative(args, config, tok, device, autocast, input_ids)
         extra = {"weights": "random init (timing only)", **more}
     else:
-        step = ours(args, args.only, model, tok, device, autocast, input_ids)
+        step = ours(args, args.only, model, tok, device, input_ids)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         sync(), torch.cuda.reset_peak_memory_stats(device)
@@ -393,13 +395,13 @@ def questioning_agreement(args):
     changes = []
     for start in range(0, min(args.questioning_agreement, len(heldout)), args.batch):
         ids = heldout.batch(np.arange(start, min(start + args.batch, len(heldout)))).to(machine.device)
-        masked = {p: se.mask_batch(m, model, tok, ids, torch.Generator(machine.device).manual_seed(start))
+        masked = {p: se.corrupt(m, model, tok, ids, torch.Generator(machine.device).manual_seed(start))
                   for p, m in methods.items()}
         chosen = {p: set(m.positions[m.targets != -100].tolist()) for p, m in masked.items()}
         both, selected = both + len(chosen["fp32"] & chosen["bf16"]), selected + len(chosen["fp32"])
         fp32 = masked["fp32"]  # the same masked input and training forward; references from each precision
         with torch.no_grad():
-            logits = model.eval()(fp32.corrupted, positions=fp32.positions)
+            logits = model.eval()(fp32.input_ids, positions=fp32.positions)
         for_bf16 = se.question(model, ids, fp32.positions, precision="bf16")
         losses = [se.loss(methods["fp32"], logits, fp32.targets, r) for r in (fp32.reference, for_bf16)]
         changes.append(abs(float(losses[0] - losses[1])))

@@ -77,14 +77,14 @@ def test_the_picks_and_the_score_page_show_the_rule_s_selection(tiny, tmp_path):
     assert picks.startswith("self-questioning picks (loss score, brackets): [CLS] ")
     ids = tok("the old cat saw a dog near the river .")["input_ids"]
     scores = score_tokens(se.question(model, ids), ids, "loss")
-    chosen = se.select(method, se.masking_batch(method, model, tok, ids, torch.Generator().manual_seed(0)))
+    chosen = se.select(method, se.rule_input(method, model, tok, ids, torch.Generator().manual_seed(0)))
     assert picks.count("[") - 2 == chosen.sum() == 3  # 30% of 10 tokens; [CLS] and [SEP] are not picks
     assert highest.startswith(f"  highest scores: {tok.tokens([ids[0, scores[0, 1:-1].argmax() + 1]])[0]} ")
     page = tmp_path / "scores.html"
     probe.write_score_page(method, model, tok, heldout, CPU, page, n=2)
     assert page.read_text().count("<span title=") == 2 * 32
     blocks = heldout.batch([0, 1])
-    picked = se.select(method, se.masking_batch(method, model, tok, blocks, torch.Generator().manual_seed(0)))
+    picked = se.select(method, se.rule_input(method, model, tok, blocks, torch.Generator().manual_seed(0)))
     assert page.read_text().count("text-decoration:underline") == picked.sum() > 0
 
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from experiments import ablation
 import data
 import finetune
+import glue
 import runtime
 import train
 from checkpoint import latest_checkpoint
@@ -247,7 +248,7 @@ def test_a_run_without_held_out_blocks_skips_what_needs_them(tmp_path, tiny_chec
     (["--ratio", "0"], "argument --ratio: 0 is not in (0, 1]"),
     (["--ratio", "1.5"], "argument --ratio: 1.5 is not in (0, 1]"),
     (["--alpha", "-0.1"], "argument --alpha: -0.1 is not in [0, 1]"),
-    (["--head-warmup", "-1"], "argument --head-warmup: -1 is not in [0, inf)"),
+    (["--head-steps", "-1"], "argument --head-steps: -1 is not in [0, inf)"),
     (["--eval-blocks", "0"], "argument --eval-blocks: 0 is not in [1, inf)"),
     (["--threshold", "0.5"], "--threshold 0.5 is used only with --select threshold"),
     (["--clip", "-1"], "argument --clip: -1 is not in [0, inf)"),
@@ -255,7 +256,7 @@ def test_a_run_without_held_out_blocks_skips_what_needs_them(tmp_path, tiny_chec
     (["--log-every", "0"], "argument --log-every: 0 is not in [1, inf)"),
     (["--eval-every", "0"], "argument --eval-every: 0 is not in [1, inf)"),
     (["--save-every", "0"], "argument --save-every: 0 is not in [1, inf)"),
-    (["--steps", "0"], "--steps 0 and --head-warmup 0: there is nothing to train"),
+    (["--steps", "0"], "--steps 0 and --head-steps 0: there is nothing to train"),
     (["--steps", "-1"], "argument --steps: -1 is not in [0, inf)"),
     (["--informative-split", "0.8", "0.1", "0.2"],
      "--informative-split 0.8 0.1 0.2: the three shares must sum to 1"),
@@ -282,8 +283,8 @@ def test_a_null_text_field_is_named_with_its_file_and_line(tmp_path):
             {"premise": None, "hypothesis": "A cat sat.", "label": "neutral", "idx": 1}]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     named = r"train.jsonl:2: field premise is null, expected a string"
-    with pytest.raises(finetune.FormatError, match=named):
-        finetune.read_examples("CB", tmp_path, "train")
+    with pytest.raises(glue.FormatError, match=named):
+        glue.read_examples("CB", tmp_path, "train")
 
 
 @pytest.mark.parametrize("rule", ["threshold", "function"])
@@ -292,7 +293,7 @@ def test_a_run_that_masks_nothing_stops_and_says_why(rule, tmp_path, tiny_checkp
     nothing.write_text("def nothing(batch):\n    return batch.maskable & False\n")
     options = (["--select", "threshold", "--threshold", "1e9"] if rule == "threshold"
                else ["--masking-fn", f"{nothing}:nothing"])
-    said = r"no token was masked in steps 1-5 \(main\): the masking rule selects nothing"
+    said = r"no token was masked in steps 1-5 \(method\): the masking rule selects nothing"
     with pytest.raises(SystemExit, match=said):
         train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "run", *options, "--log-every", "1"))
 
@@ -324,7 +325,8 @@ def test_processes_that_do_not_share_a_filesystem_are_told_what_to_share(tmp_pat
     """Two processes, as torchrun starts them, where each sees a folder of its own: both stop, and say so."""
     script = ("import os, sys; sys.path.insert(0, os.getcwd()); import runtime\n"
               "machine = runtime.setup('cpu', 'fp32')\n"
-              "machine.check_shared(sys.argv[1])\nprint('shared')\n")
+              "machine.check_shared(sys.argv[1])\nprint('shared')\n"
+              "machine.leave()\n")  # as train.py does: left to the exit, Gloo's teardown can abort
     port = str(29600 + os.getpid() % 300)
 
     def both(folders):

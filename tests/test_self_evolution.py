@@ -48,13 +48,13 @@ def test_one_micro_batch_follows_the_paper(tiny):
 def test_the_warm_up_masks_at_random_and_trains_with_cross_entropy(tiny):
     model, tok, ids = tiny
     method = se.Method(masking="informative", smoothing="token")
-    masked = se.mask_batch(method, model, tok, ids, gen(), phase=se.WARM_UP)
+    masked = se.corrupt(method, model, tok, ids, gen(), se.MaskingContext(phase=se.HEAD))
     maskable = ~special_tokens_mask(ids, tok)
     corrupted, _, selected = random_mask(ids, maskable, tok.mask_id, tok.vocab_size, 0.15, gen())
-    assert torch.equal(masked.corrupted, corrupted) and masked.reference is None
+    assert torch.equal(masked.input_ids, corrupted) and masked.reference is None
     assert torch.equal(masked.targets[masked.targets != IGNORE_INDEX], ids[selected])
     logits = torch.randn(len(masked.targets), tok.vocab_size)
-    assert (se.loss(method, logits, masked.targets, None, phase=se.WARM_UP)
+    assert (se.loss(method, logits, masked.targets, None, phase=se.HEAD)
             == cross_entropy(logits, masked.targets))
 
 
@@ -62,9 +62,9 @@ def test_offline_scores_are_used_without_a_forward(tiny):
     """Stored scores select the tokens; nothing questions the model (here there is none)."""
     _, tok, ids = tiny
     scores = torch.rand(ids.shape, generator=gen(1))
-    masked = se.mask_batch(se.Method(smoothing="none"), None, tok, ids, gen(), scores=scores)
+    masked = se.corrupt(se.Method(smoothing="none"), None, tok, ids, gen(), se.MaskingContext(stored_scores=scores))
     expected = select_informative(scores, ~special_tokens_mask(ids, tok), 0.15, generator=gen())
-    assert torch.equal(masked.corrupted, apply_mask(ids, expected, tok.mask_id))
+    assert torch.equal(masked.input_ids, apply_mask(ids, expected, tok.mask_id))
 
 
 def test_select_applies_the_method_s_rule():

@@ -159,9 +159,9 @@ def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_chec
     assert stored.shape == (len(train_set), 32)
     rows = np.array([3, 0, 5, 2])
     ids = train_set.batch(rows)
-    online = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(7))
-    offline = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(7),
-                            scores=torch.from_numpy(stored[rows]))
+    online = se.corrupt(method, model, tok, ids, torch.Generator().manual_seed(7))
+    offline = se.corrupt(method, model, tok, ids, torch.Generator().manual_seed(7),
+                         se.MaskingContext(stored_scores=torch.from_numpy(stored[rows])))
     for a, b in zip(online, offline):  # corrupted input, positions, targets, references
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     assert (online[2] != -100).sum() > 0
@@ -169,7 +169,7 @@ def test_offline_and_online_questioning_pick_the_same_tokens(tmp_path, tiny_chec
 
 def test_demo_report_and_log(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
     out = tmp_path / "run"
-    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "3", "--steps", "3",
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-steps", "3", "--steps", "3",
                     "--masking", "informative", "--eval-every", "100"))
     printed = capsys.readouterr().out
     assert "self-questioning picks" in printed and "held-out MLM accuracy / loss, random positions" in printed
@@ -178,24 +178,24 @@ def test_demo_report_and_log(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
     # scores, and the rule's picks
     assert page.count("<span title=") > 8 and "text-decoration:underline" in page
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [e["phase"] for e in log if "eval_loss" in e] == ["start", "after warm-up", "end"]
-    assert {e["phase"] for e in log if "loss" in e} == {"warm-up", "main"}
+    assert [e["phase"] for e in log if "eval_loss" in e] == ["start", "head trained", "end"]
+    assert {e["phase"] for e in log if "loss" in e} == {"head", "method"}
 
 
-def test_head_warmup_uses_random_masking_and_the_head_learning_rate(tmp_path, tiny_checkpoint, tiny_corpus,
+def test_head_steps_uses_random_masking_and_the_head_learning_rate(tmp_path, tiny_checkpoint, tiny_corpus,
                                                                     monkeypatch):
     seen = []
-    real = se.mask_batch
+    real = se.corrupt
 
-    def spy(*args, phase, **kwargs):
-        seen.append(phase)
-        return real(*args, phase=phase, **kwargs)
+    def spy(method, model, tok, input_ids, generator, context):
+        seen.append(context.phase)
+        return real(method, model, tok, input_ids, generator, context)
 
-    monkeypatch.setattr(se, "mask_batch", spy)
+    monkeypatch.setattr(se, "corrupt", spy)
     out = tmp_path / "run"
-    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-warmup", "4", "--steps", "2",
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--head-steps", "4", "--steps", "2",
                     "--masking", "informative"))
-    assert seen == ["warm-up"] * 4 + ["main"] * 2
+    assert seen == ["head"] * 4 + ["method"] * 2
     state = torch.load(latest_checkpoint(out) / "training_state.pt", weights_only=False)
     assert sorted(g["head"] for g in state["optimizer"]["param_groups"]) == [False, False, True, True]
 
@@ -206,8 +206,8 @@ def test_block_length_above_model_positions(tmp_path, tiny_checkpoint, tiny_corp
 
 
 def test_lr_schedule():
-    # --lr 1 --warmup 10 --steps 105 --head-warmup 5 --head-lr 0.5: 110 steps in all
-    lr_at = functools.partial(runtime.lr_at, lr=1.0, warmup=10, total=110, head_warmup=5)
+    # --lr 1 --warmup 10 --steps 105 --head-steps 5 --head-lr 0.5: 110 steps in all
+    lr_at = functools.partial(runtime.lr_at, lr=1.0, warmup=10, total=110, head_steps=5)
     assert [lr_at(s, head_lr=0.5) for s in (0, 4)] == [0.5, 0.5]  # head warm-up: its own rate
     assert lr_at(0) == pytest.approx(0.1) and lr_at(9) == pytest.approx(1.0)
     assert lr_at(5, head_lr=0.5) == lr_at(5)  # then the head joins the schedule
@@ -252,7 +252,7 @@ def test_every_weight_gets_a_gradient(tiny_checkpoint, mode, precision, device):
         assert precision == "fp32" or not torch.is_autocast_cache_enabled()
     with autocast:  # as runtime.train_step runs a micro-batch
         loss, _ = se.micro_batch_loss(method, model, tok, ids, torch.Generator(device).manual_seed(0),
-                                      scores=scores)
+                                      se.MaskingContext(stored_scores=scores))
     loss.backward()
     assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
 
@@ -331,14 +331,13 @@ def test_a_training_step_never_waits_for_the_gpu(tiny_checkpoint, mode, precisio
     optimizer = runtime.make_optimizer(model, 1e-5)
     # fp16's scaler checks for overflow on the host: a wait by design
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    autocast = runtime.autocast_for(device, precision)
+    machine = runtime.Machine(device, precision=precision)
     micro_loss = functools.partial(se.micro_batch_loss, method, model, tok)
 
     def step(i):  # the batch's copy to the GPU included, as in train.main
-        batch = (0, runtime.to_device(ids, device),
-                 None if scores is None else runtime.to_device(scores, device))
-        return runtime.train_step(model, optimizer, scaler, [batch], micro_loss, seed=0, step=i, n_micro=1,
-                                  autocast=autocast)
+        context = se.MaskingContext(stored_scores=None if scores is None else runtime.to_device(scores, device))
+        return runtime.train_step(model, optimizer, scaler, [(0, runtime.to_device(ids, device), context)],
+                                  micro_loss, seed=0, step=i, machine=machine)
 
     for i in range(2):  # first calls: lazy CUDA initialisation, allocator, optimizer state
         step(i)
@@ -408,5 +407,5 @@ def test_questioning_in_bf16_gives_float32_scores_within_a_bf16_or_fp32_step(tin
     with runtime.autocast_for(torch.device("cpu"), "bf16"):  # a bf16 step questions in fp32 if told to
         assert se.question(model, ids, precision="fp32").dtype == torch.float32
     method = se.Method(questioning_precision="bf16")
-    masked = se.mask_batch(method, model, tok, ids, torch.Generator().manual_seed(0))
+    masked = se.corrupt(method, model, tok, ids, torch.Generator().manual_seed(0))
     assert masked.reference.dtype == torch.bfloat16 and (masked.targets != -100).sum() > 0
