@@ -1,9 +1,9 @@
 """
 ablation.py -- does self-evolution beat random masking? The paper's ablation on your model and hardware.
 
-    python -m experiments.ablation --preset small     # MiniLM + Wikipedia, 2 CPU cores, under an hour: a smoke test
-    python -m experiments.ablation --preset study     # the same with the power to see an effect: 2 CPU cores, hours
-    python -m experiments.ablation --preset full      # BERT-base, one GPU, a few hours
+    python -m experiments.ablation --preset small   # a smoke test: MiniLM + Wikipedia, 2 CPU cores, < 1 hour
+    python -m experiments.ablation --preset study   # with the power to see an effect: 2 CPU cores, hours
+    python -m experiments.ablation --preset full    # BERT-base, one GPU, a few hours
 
 From one starting checkpoint, one corpus, one budget of steps and one seed, it
 1. continues pretraining several ways (the paper's Table 3 ablation, and the
@@ -27,8 +27,8 @@ Each stage runs the project's own command lines, printed as they run: train.py
 in a process of its own, finetune.py's main. Every stage stores its result in
 --out and is skipped when it is already there, so a stopped ablation
 continues where it stopped when run again.
-A checkpoint without an MLM head (MiniLM) first gets the short random-masking
-warm-up of train.py, and that warmed-up model is the common start of all variants.
+A checkpoint without an MLM head (MiniLM) first gets train.py's random-masking
+steps for its head (--head-steps), and that model is the common start of all variants.
 """
 
 import argparse
@@ -46,11 +46,12 @@ import torch
 
 import data
 import finetune
+import glue
 import probe
 import runtime
 import self_evolution as se
 from experiments.stats import DRAWS, cell, paired_blimp, paired_mlm, paired_seeds
-from checkpoint import atomic_write, latest_checkpoint, resolve_checkpoint
+from checkpoint import latest_checkpoint, resolve_checkpoint
 from model import EncoderConfig, MaskedLM
 from tokenizer import Tokenizer
 
@@ -64,7 +65,7 @@ VARIANTS = {  # name -> (what it is, train.py options)
     "se": ("(d) self-evolution: informative + token-specific LS",
            ["--masking", "informative", "--smoothing", "token"]),
     # The authors' code: a separate scoring pass, every token whose loss is above 0.1 masked (no budget),
-    # all of them replaced by the mask token, TLS with alpha 0.1 (../shared/PAPER_NOTES.md).
+    # all of them replaced by the mask token, TLS with alpha 0.1 (docs/paper.md).
     "authors": ("(e) the authors' rule: offline pass, loss > 0.1, TLS",
                 ["--masking", "informative", "--smoothing", "token", "--questioning", "offline",
                  "--select", "threshold", "--threshold", "0.1"]),
@@ -75,24 +76,24 @@ PRESETS = {
     # 2 CPU cores, under an hour. Its numbers are a smoke test: 60 steps of
     # continued pretraining and a few hundred fine-tuning examples per task
     # cannot separate methods that differ by 1-2 points.
-    "small": dict(model="minilm", corpus=["wiki"], head_warmup=100, head_lr=2e-3,
+    "small": dict(model="minilm", corpus=["wiki"], head_steps=100, head_lr=2e-3,
                   steps=60, block_length=128, batch_size=16, lr=1e-4, warmup=10,
                   tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3],
                   ft_epochs=2, ft_lr=1e-4, ft_batch_size=16, max_train=256, max_length=96),
     # 2 CPU cores, a few hours: a start model whose MLM head has learned (the
-    # warm-up length read off its accuracy curve, README), five times the
+    # head's steps read off its accuracy curve, results/ablation-study), five times the
     # held-out text, 300 steps of every variant, and instruments with power:
     # BLiMP (100 pairs of each paradigm) and held-out MLM, compared pair by
     # pair (block by block) with (a). Its fine-tuning is the small preset's,
     # still a smoke test.
-    "study": dict(model="minilm", corpus=["wiki"], head_warmup=800, head_lr=2e-3,
+    "study": dict(model="minilm", corpus=["wiki"], head_steps=800, head_lr=2e-3,
                   steps=300, block_length=128, batch_size=16, lr=1e-4, warmup=10, heldout=0.05,
                   variants=list(VARIANTS), eval_blocks=256, blimp_pairs=100, curve_every=100, curve_pairs=20,
                   tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB"], seeds=[1, 2, 3],
                   ft_epochs=2, ft_lr=1e-4, ft_batch_size=16, max_train=256, max_length=96),
     # One GPU: BERT-base (hub id, cached once), its own MLM head, the paper's
     # learning rate scaled for a short run, full training sets and five seeds.
-    "full": dict(model="bert-base-uncased", corpus=["wiki"], head_warmup=0, head_lr=1e-3,
+    "full": dict(model="bert-base-uncased", corpus=["wiki"], head_steps=0, head_lr=1e-3,
                  steps=2000, block_length=128, batch_size=64, lr=5e-5, warmup=200,
                  tasks=["CoLA", "MRPC", "STS-B", "RTE", "CB", "SST-2"], seeds=[1, 2, 3, 4, 5],
                  ft_epochs=3, ft_lr=2e-5, ft_batch_size=32, max_train=0, max_length=128),
@@ -106,16 +107,17 @@ def parse_args(argv=None):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small",
                     help="defaults for the options below (options given explicitly win)")
-    ap.add_argument("--model", help="starting checkpoint (folder, run folder, hub id, or 'minilm')")
+    runtime.model_option(ap, default=None,
+                         help="starting checkpoint (folder, run folder, hub id, or 'minilm')")
     ap.add_argument("--corpus", nargs="+", help="text files for continued pretraining, or 'wiki'")
-    ap.add_argument("--head-warmup", type=count,
+    ap.add_argument("--head-steps", type=count,
                     help="random-masking steps that train a missing MLM head (0 if the checkpoint has one)")
-    ap.add_argument("--head-lr", type=rate, help="learning rate of the fresh MLM head during the warm-up")
+    ap.add_argument("--head-lr", type=rate, help="learning rate of the fresh MLM head during --head-steps")
     ap.add_argument("--steps", type=positive, help="continued-pretraining steps of each variant")
     ap.add_argument("--block-length", type=runtime.number(int, at_least=3))
     ap.add_argument("--batch-size", type=positive)
     ap.add_argument("--lr", type=rate, help="continued-pretraining learning rate")
-    ap.add_argument("--warmup", type=count, help="continued-pretraining warm-up steps")
+    ap.add_argument("--warmup", type=count, help="continued-pretraining learning-rate warm-up steps")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=PAPER, metavar="VARIANT",
                     help=f"which of {', '.join(VARIANTS)}; random, (a), is the baseline of the comparisons")
     ap.add_argument("--heldout", type=runtime.number(float, above=0, below=1), default=0.01,
@@ -128,19 +130,17 @@ def parse_args(argv=None):
                     help="keep a checkpoint of every variant each this many steps, and probe it (0: none)")
     ap.add_argument("--curve-pairs", type=count, default=20,
                     help="BLiMP pairs of each paradigm along the curve")
-    ap.add_argument("--tasks", nargs="+", choices=sorted(finetune.TASKS), metavar="TASK")
+    ap.add_argument("--tasks", nargs="+", choices=sorted(glue.TASKS), metavar="TASK")
     ap.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds")
     ap.add_argument("--ft-epochs", type=positive)
     ap.add_argument("--ft-lr", type=rate)
     ap.add_argument("--ft-batch-size", type=positive)
     ap.add_argument("--max-train", type=count, help="fine-tuning examples per task (0: all)")
     ap.add_argument("--max-length", type=positive, help="fine-tuning tokens per input")
-    ap.add_argument("--data-root", default=None,
-                    help="folder with glue/, superglue/ and blimp/; "
-                         f"None: $SE_DATA, else {data.DEFAULT_DATA_ROOT}")
+    runtime.data_root_option(ap)
     ap.add_argument("--seed", type=int, default=0,
                     help="continued-pretraining seed (the same for every variant)")
-    ap.add_argument("--device", default="auto")
+    runtime.machine_options(ap, precisions=())
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default=None, help="results folder; None: runs/ablation-<preset>")
     ap.add_argument("--force", action="store_true",
@@ -158,7 +158,7 @@ def parse_args(argv=None):
     return args
 
 
-SETTINGS = ("model", "corpus", "head_warmup", "head_lr", "steps", "block_length", "batch_size", "lr",
+SETTINGS = ("model", "corpus", "head_steps", "head_lr", "steps", "block_length", "batch_size", "lr",
             "warmup", "seed", "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length",
             "variants", "heldout", "eval_blocks", "blimp_pairs", "curve_every", "curve_pairs")
 
@@ -174,28 +174,28 @@ def check_settings(args):
             raise SystemExit(f"{args.out} holds an ablation with other settings ("
                              + ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in changed.items())
                              + "): choose another --out, or delete it to start over")
-    path.write_text(json.dumps(settings, indent=1) + "\n")
+    runtime.write_json(path, settings)
 
 
 # -----------------------------------------------------------------------------
 # 1. Continued pretraining: the common start, then the variants
 
 
-def pretrain(args, name, model, options, steps, head_warmup=0):
+def pretrain(args, name, model, options, steps, head_steps=0):
     """One train.py run in out/pretrain/<name>; returns its summary (reused when done)."""
     run, done = args.out / "pretrain" / name, args.out / "pretrain" / f"{name}.json"
     if done.exists():
         return json.loads(done.read_text())
-    eval_every = max(1, (steps + head_warmup) // 4)
-    if args.curve_every:  # a study: the warm-up's accuracy curve every 50 steps, a variant's 20 points
+    eval_every = max(1, (steps + head_steps) // 4)
+    if args.curve_every:  # a study: the head's accuracy curve every 50 steps, a variant's 20 points
         eval_every = 50 if not steps else max(1, steps // 20)
     argv = ["--model", str(model), "--corpus", *args.corpus, "--block-length", str(args.block_length),
-            "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-warmup", str(head_warmup),
+            "--batch-size", str(args.batch_size), "--steps", str(steps), "--head-steps", str(head_steps),
             "--head-lr", str(args.head_lr), "--lr", str(args.lr), "--warmup", str(args.warmup),
             "--seed", str(args.seed), "--device", args.device,
             "--out", str(run), "--heldout", str(args.heldout), "--eval-blocks", str(args.eval_blocks),
             "--eval-every", str(eval_every),
-            "--log-every", str(max(1, (steps + head_warmup) // 20)), *options]
+            "--log-every", str(max(1, (steps + head_steps) // 20)), *options]
     keep = args.curve_every if steps else 0  # the curve of a variant, not of the start
     argv += ["--save-every", str(keep), "--keep-every", str(keep)] if keep else ["--save-every", str(10 ** 9)]
     if args.cache_dir:
@@ -209,9 +209,9 @@ def pretrain(args, name, model, options, steps, head_warmup=0):
     run_script("train.py", argv)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     summary = {"name": name, "checkpoint": str(latest_checkpoint(run)), "minutes": (time.time() - t0) / 60,
-               "tokens": (steps + head_warmup) * args.batch_size * args.block_length,
+               "tokens": (steps + head_steps) * args.batch_size * args.block_length,
                "evals": [e for e in log if "eval_loss" in e]}
-    done.write_text(json.dumps(summary, indent=1) + "\n")
+    runtime.write_json(done, summary)
     return summary
 
 
@@ -231,11 +231,11 @@ def run_script(script, argv):
 
 
 def pretrain_all(args):
-    """The start (with a warm-up for a missing MLM head) and the variants from it."""
-    needs_head = bool(MaskedLM.from_pretrained(args.model).fresh_modules) if args.head_warmup else False
+    """The start (with --head-steps for a missing MLM head) and the variants from it."""
+    needs_head = bool(MaskedLM.from_pretrained(args.model).fresh_modules) if args.head_steps else False
     start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
-        start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_warmup)
+        start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_steps)
     variants = {name: pretrain(args, name, start["checkpoint"], VARIANTS[name][1], args.steps)
                 for name in args.variants}
     return start, variants
@@ -285,7 +285,7 @@ def probe_all(args, start, variants):
                     print(f"BLiMP {100 * result['blimp']['accuracy']:.1f}% ({pairs} pairs of each paradigm)")
                 result["minutes"] = (time.time() - t0) / 60
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, lambda p: p.write_text(json.dumps(result) + "\n"))
+                runtime.write_json(path, result)
             probes.setdefault(name, []).append(json.loads(path.read_text()))
     return probes
 
@@ -446,9 +446,17 @@ def plot(start, variants, path):
 
 
 def hardware(device):
+    """The machine the times were measured on: the GPU, or the CPU, its cores and whether it computes bf16
+    itself (AVX-512 BF16 or AMX), which decides how fast the BLiMP probe and bf16 questioning run."""
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return torch.cuda.get_device_name()
-    return f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    bf16 = "native bf16" if runtime.native_bf16(torch.device("cpu")) else "no native bf16 (emulated)"
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {bf16}"
 
 
 def main(argv=None):
@@ -461,8 +469,7 @@ def main(argv=None):
     # The wall time is the sum of what each stage took when it ran, so that the invocations a stopped
     # ablation was resumed by are all counted, even one that was killed.
     stages = [start, *variants.values(), *reports.values(), *(p for ps in probes.values() for p in ps)]
-    minutes, untimed = sum(s.get("minutes", 0) for s in stages), sum("minutes" not in s for s in stages)
-    untimed = f" ({untimed} probes, written by an earlier version, kept no time)" if untimed else ""
+    minutes = sum(s["minutes"] for s in stages)
     plot(start, variants, args.out / "mlm-loss.png")
     smoke = "**This is the small preset: a smoke test.** " if args.preset == "small" else ""
     study = ""
@@ -487,9 +494,9 @@ asterisk marks an interval that excludes zero.
 ![held-out MLM loss and BLiMP over the steps](curves.png)
 """
     if start["tokens"]:
-        warmup_note = f" + {args.head_warmup} steps of random-masking warm-up (fresh MLM head)"
+        head_note = f" + {args.head_steps} steps of random masking that train its fresh MLM head"
     else:
-        warmup_note = " (it has its MLM head: no warm-up)"
+        head_note = " (it has its MLM head: no head steps)"
     seeds = " ".join(map(str, args.seeds))
     text = f"""# Ablation: {args.preset} preset
 
@@ -498,7 +505,7 @@ MRPC, STS-B and CB show the mean of their two metrics (accuracy/F1, Pearson/Spea
 accuracy/macro-F1); the other tasks their one metric (CoLA: Matthews correlation). The average column
 is the mean over seeds of each seed's average over tasks. Pretraining tokens and minutes: the row's
 own stage; the variants all continue from the start checkpoint, whose row shows what it took to make it
-(the warm-up of a fresh MLM head, if any). Held-out MLM loss: at the end of continued pretraining, on
+(the training of a fresh MLM head, if any). Held-out MLM loss: at the end of continued pretraining, on
 fixed masks: random positions, and the tokens the start model finds hardest.
 
 {table(args, start, variants, reports)}
@@ -507,18 +514,17 @@ fixed masks: random positions, and the tokens the start model finds hardest.
 {study}
 - command: `python -m experiments.ablation {' '.join(argv if argv is not None else sys.argv[1:])}`
 - hardware: {hardware(args.device)}; torch {torch.__version__}
-- wall time: {minutes:.0f} min in all, the sum of its stages{untimed}
-- start: {args.model}{warmup_note}
+- wall time: {minutes:.0f} min in all, the sum of its stages
+- start: {args.model}{head_note}
 - continued pretraining: {args.steps} steps x {args.batch_size} blocks of {args.block_length} tokens,
   lr {args.lr}, seed {args.seed}, corpus {' '.join(args.corpus)}
 - fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size},
   at most {args.max_train or 'all'} training examples per task, full dev sets
 """
-    (args.out / "README.md").write_text(text, encoding="utf-8")
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "pretraining": {"start": start, **variants}, "probes": probes,
                "finetuning": list(reports.values())}
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    runtime.write_report(args.out, text, results)
     print("\n" + text)
     return text
 

@@ -2,7 +2,8 @@
 transfer.py -- Vega v2's downstream half, measured: full fine-tuning, prompt tuning, prompt transfer and
 distilled prompt transfer (PANDA) on low-resource SuperGLUE tasks.
 
-    python -m experiments.transfer --model runs/ablation-study/pretrain/start   # CB, COPA, WSC; 2 CPU cores, ~2 hours
+    # CB, COPA and WSC from the study's start model: 2 CPU cores, about 2 hours
+    python -m experiments.transfer --model runs/ablation-study/pretrain/start
     python -m experiments.transfer --model runs/demo --targets CB --seeds 1 2 3 --out runs/transfer-cb
 
 Vega v2 (Zhong et al. 2022) adapts its self-evolved model to a small task by
@@ -19,16 +20,13 @@ report kept in --out and skipped when there, so a stopped run continues):
 
 and writes a table: mean +/- std over the seeds, the paired difference of
 each method from full fine-tuning and from prompt tuning with 95% bootstrap
-intervals over the seeds, the transferability matrix (the cosine similarity
-of what training changed in each source's prompt and in the target's own,
-beside the gain transfer gave),
-and what each method trains and stores.
+intervals over the seeds, what each method trains and stores, and the
+transferability matrix (the cosine similarity of what training changed in
+each source's prompt and in the target's own, beside the gain transfer gave).
 """
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -36,8 +34,9 @@ import numpy as np
 import torch
 
 import finetune
+import glue
 import runtime
-from checkpoint import atomic_write
+from experiments.ablation import hardware
 from experiments.stats import cell, paired_seeds
 
 # Each target, and the source of its distilled transfer, with the reason.
@@ -55,10 +54,10 @@ def parse_args(argv=None):
     rate = runtime.number(float, above=0)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--model", default="runs/ablation-study/pretrain/start",
-                    help="the start checkpoint (folder, run folder, hub id, or 'minilm')")
+    runtime.model_option(ap, default="runs/ablation-study/pretrain/start",
+                         help="the start checkpoint (folder, run folder, hub id, or 'minilm')")
     ap.add_argument("--targets", nargs="+", choices=sorted(CHOSEN), default=list(CHOSEN), metavar="TASK")
-    ap.add_argument("--sources", nargs="+", choices=sorted(finetune.TASKS), default=["RTE", "WNLI"],
+    ap.add_argument("--sources", nargs="+", choices=sorted(glue.TASKS), default=["RTE", "WNLI"],
                     metavar="TASK", help="source tasks; each target's prompt transfer runs from every one")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--epochs", type=positive, default=5, help="prompt-tuning epochs (every prompt method)")
@@ -73,8 +72,8 @@ def parse_args(argv=None):
                     help="lambda = this x max(0, transferability)")
     ap.add_argument("--batch-size", type=positive, default=16)
     ap.add_argument("--max-length", type=positive, default=None, help="tokens per input; None: finetune.py's")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--device", default="auto")
+    runtime.data_root_option(ap, holds="glue/ and superglue/")
+    runtime.machine_options(ap, precisions=())
     ap.add_argument("--out", default="runs/transfer", help="results folder")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -190,8 +189,6 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     reports = run_all(args)
     minutes = sum(r["minutes"] for r in reports.values())
-    cpu = f"{platform.processor() or platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else cpu
     text = f"""# Prompt tuning and prompt transfer: {', '.join(args.targets)}
 
 Dev scores (x100) of each seed's best epoch; the differences are paired by seed (the same seed's
@@ -208,13 +205,11 @@ in the target's own (each minus its random start, which alone would decide the c
 {tables(args, reports)}
 
 - command: `python -m experiments.transfer {' '.join(argv if argv is not None else sys.argv[1:])}`
-- start model: {args.model}; hardware: {device}; torch {torch.__version__}
+- start model: {args.model}; hardware: {hardware(args.device)}; torch {torch.__version__}
 - time: {minutes:.0f} min of fine-tuning and prompt tuning in all, over the stages
 """
-    atomic_write(args.out / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
-    atomic_write(args.out / "results.json",
-                 lambda p: p.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                    "reports": reports}, indent=1) + "\n"))
+    runtime.write_report(args.out, text, {"args": {k: str(v) for k, v in vars(args).items()},
+                                          "reports": reports})
     print("\n" + text)
     return text
 

@@ -8,9 +8,10 @@ as a reader pastes them into a Python session there. ```bash and ```text
 blocks are not run. Each chapter reads its inputs from the environment, with
 the real defaults: TUTORIAL_CHECKPOINT (runs/demo, so run `make demo` first),
 TUTORIAL_CORPUS (wiki) and TUTORIAL_FIGURES (tutorial/figures, where the
-committed figures come from). tests/test_tutorial.py runs every chapter this
-way on a tiny checkpoint and corpus, so the code in the text cannot drift
-from the code in the project.
+committed figures come from), and a few of a chapter's own (tutorial/README.md
+lists them). tests/test_tutorial.py runs every chapter this way on a tiny
+checkpoint and corpus, so the code in the text cannot drift from the code in
+the project.
 
 A failing block stops its chapter with the chapter's file name, the block's
 number and its line in the Markdown file (tracebacks point into the .md file).
