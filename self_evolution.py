@@ -22,12 +22,13 @@ and trains on those:
      unmasked x, which is the very forward of stage 1, kept at the masked
      positions.
 
-micro_batch_loss() runs these steps for one micro-batch, in that order: it is
-the one function through which train.py's loop calls the method (a second
+micro_batch_loss() runs these steps for one micro-batch, in that order. It is
+the one function through which train.py's loop calls the method, so a second
 pretraining method plugs in beside this file with a function of the same
-shape); runtime.train_step() runs it over a batch and updates the weights. The rules
-themselves are in masking.py (which tokens) and smoothing.py (the losses):
-this file decides which rule applies when, and feeds each what it needs.
+shape; runtime.train_step() runs it over a batch and updates the weights. The
+rules themselves are in masking.py (which tokens) and smoothing.py (the
+losses): this file decides which rule applies when, and feeds each what it
+needs.
 
 Two ways to question (train.py --questioning). Online, this project's
 default: one extra no-grad forward per step gives both the scores and the
@@ -44,7 +45,6 @@ import torch
 from tqdm import tqdm
 
 import runtime
-
 from masking import (IGNORE_INDEX, MaskingBatch, apply_mask, custom_select, load_masking_fn, random_mask,
                      score_tokens, select_informative, special_tokens_mask)
 from smoothing import cross_entropy, token_specific_label_smoothing, uniform_label_smoothing
@@ -92,7 +92,7 @@ class Method:
                            help="top tokens up to --ratio, or every token above --threshold (the authors' rule)")
         group.add_argument("--ratio", type=number(float, above=0, at_most=1), default=M.ratio,
                            help="masking budget per sequence")
-        group.add_argument("--threshold", type=float, default=M.threshold,
+        group.add_argument("--threshold", type=number(float), default=M.threshold,
                            help="score threshold for --select threshold (refused with --select ratio)")
         group.add_argument("--informative-fraction", type=share, default=M.informative_fraction,
                            help="share of the budget spent on top-scoring tokens; the rest is random")
