@@ -15,6 +15,7 @@ not what it claims to be is refused with its name:
                            resume check, the log, one run at a time
 """
 
+import errno
 import json
 import os
 import pickle
@@ -89,11 +90,45 @@ def resolve_checkpoint(path_or_id) -> Path:
 # 2. Hugging Face files in
 
 
-def read_weights(folder: Path):
-    """All tensors of a checkpoint folder as {name: tensor}, and the file they came from."""
+def read_tensors(path) -> dict:
+    """The tensors of one file (safetensors, or a plain PyTorch file of tensors) as {name: tensor}.
+
+    The one reader of every tensor file a script loads: checkpoints, prompts,
+    teachers. A pickle of anything but tensors is refused unrun, a damaged
+    file is named, and so is a tensor that holds NaN or infinity: trained
+    from, it would turn everything it touches into NaN without a word.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    path = Path(path)
+    try:
+        tensors = load_file(path) if path.suffix == ".safetensors" else \
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refuses a pickle of other objects
+        reason = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path}: not a plain file of weights (it holds other objects, which loading would "
+                         f"run); refusing it: {reason}") from None
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the weights (truncated or corrupt file?): {e}") from None
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ValueError(f"{path}: expected a mapping of names to tensors")
+    if bad := nonfinite(tensors):
+        raise ValueError(f"{path}: tensor {bad[0]!r} holds {bad[1]}; refusing it")
+    return tensors
+
+
+def nonfinite(tensors: dict):
+    """The first floating-point tensor that holds NaN or infinity, as (its name, "NaN" or "infinity");
+    None when every one is finite."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name, "NaN" if bool(torch.isnan(t).any()) else "infinity"
+    return None
+
+
+def read_weights(folder: Path):
+    """All tensors of a checkpoint folder as {name: tensor}, and the file they came from."""
     index = folder / "model.safetensors.index.json"
     candidates = [folder / "model.safetensors", index, folder / "pytorch_model.bin"]
     source = next((p for p in candidates if p.is_file()), None)
@@ -105,17 +140,7 @@ def read_weights(folder: Path):
         files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
     weights = {}
     for f in files:
-        try:
-            if f.suffix == ".safetensors":
-                weights.update(load_file(f))
-            else:
-                weights.update(torch.load(f, map_location="cpu", weights_only=True))
-        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refuses a pickle of other objects
-            reason = str(e).strip().splitlines()[0]
-            raise ValueError(f"{f}: not a plain file of weights (it holds other objects, which loading would "
-                             f"run); refusing it: {reason}") from None
-        except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as e:
-            raise ValueError(f"{f}: cannot read the weights (truncated or corrupt file?): {e}") from None
+        weights.update(read_tensors(f))
     return weights, source
 
 
@@ -248,13 +273,25 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_eve
     final = out / f"step-{step:07d}"
     if (out / "latest").is_file() and latest_checkpoint(out) == final:
         return final  # this very step is saved already (a stop right after a periodic save)
+    if bad := nonfinite(dict(model.named_parameters())):  # diverged weights are never saved
+        last = latest_checkpoint(out) if (out / "latest").is_file() else "none"
+        raise SystemExit(f"step {step}: training diverged (weight {bad[0]!r} holds {bad[1]}); nothing was saved, "
+                         f"and the last good checkpoint is {last}. Lower --lr, or keep --clip on")
     tmp = out / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
-    torch.save(state, tmp / STATE)
-    (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+        torch.save(state, tmp / STATE)
+        (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as "unexpected pos ..."
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder would keep the disk full
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC or shutil.disk_usage(out).free < (1 << 20)
+        last = latest_checkpoint(out) if (out / "latest").is_file() else "none"
+        raise SystemExit(f"{tmp}: saving step {step} failed: "
+                         + ("no space left on device" if full else f"{type(e).__name__}: {e}")
+                         + f"; nothing of it was kept, and the last checkpoint is {last}") from None
     shutil.rmtree(final, ignore_errors=True)  # a stale one from a run that went past `latest`
     os.replace(tmp, final)
     (out / "latest.tmp").write_text(final.name + "\n")
@@ -305,7 +342,15 @@ def trim_log(out, step):
     evaluations at its step that the resumed run repeats (the method's start) or supersedes (the end)."""
     path = out / LOG
     if path.is_file():
-        entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = []
+        for n, line in enumerate(lines, 1):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                if n < len(lines):  # only the last line can be torn, by a crash while it was written
+                    raise SystemExit(f"{path}:{n}: not a JSON line (the log is damaged before its end)") \
+                        from None
         kept = [e for e in entries if e["step"] < step or
                 (e["step"] == step and e["phase"] not in ("start", "head trained", "end"))]
         text = "".join(json.dumps(e) + "\n" for e in kept)

@@ -344,11 +344,11 @@ def _build(sources, tok, L, heldout, seed, dtype, text_field, npy: Path, first=F
 # 3. The cache
 
 
-def _sha256(data) -> str:
+def sha256(data) -> str:
     return hashlib.sha256(data if isinstance(data, bytes) else data.encode("utf-8")).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """The file's bytes, hashed a piece at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -438,9 +438,9 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
     dtype = np.dtype(np.uint16 if tok.vocab_size < 65536 else np.int32)
     # The key names everything the blocks depend on: file bytes, not names or
     # mtimes, so that an edited corpus is never served from a stale cache.
-    key = _sha256(json.dumps(dict(
-        format=FORMAT_VERSION, tokenizer=_sha256(tok.tok.to_str()), cls=tok.cls_id, sep=tok.sep_id,
-        corpus=[[wiki, _file_sha256(path)] for wiki, path in files], text_field=text_field,
+    key = sha256(json.dumps(dict(
+        format=FORMAT_VERSION, tokenizer=sha256(tok.tok.to_str()), cls=tok.cls_id, sep=tok.sep_id,
+        corpus=[[wiki, file_sha256(path)] for wiki, path in files], text_field=text_field,
         block_length=L, heldout=heldout, seed=seed), sort_keys=True))
     folder = cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import checkpoint
 import glue
 import runtime
-from checkpoint import resolve_checkpoint
 from model import EncoderConfig, Prompt, SequenceClassifier
 from tokenizer import Tokenizer
 
@@ -90,6 +90,7 @@ def predict(model, tok, task, examples, args, machine, prompt=None, logits=False
     for enc, _ in batches(tok, examples, order, 2 * args.batch_size, args.max_length, machine.device):
         with machine.autocast:
             scores = task_logits(model, task, enc, prompt)
+        runtime.check_outputs(scores, f"{task.name}: predictions")
         out.append(scores if logits else scores.squeeze(-1) if task.labels is None else scores.argmax(-1))
     model.train(was_training)
     return torch.cat(out).cpu().numpy()
@@ -235,19 +236,20 @@ def save_tuned(folder, runs, task, report, started_from=None):
 
 
 def load_tuned(folder):
-    """A saved prompt and head (save_tuned) as {name: tensor}."""
-    from safetensors.torch import load_file
-
+    """A saved prompt and head (save_tuned) as {name: tensor}, checked (checkpoint.read_tensors)."""
     path = Path(folder) / "prompt.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prompt (a prompt-tuning run writes one with --save)")
-    return load_file(path)
+    return checkpoint.read_tensors(path)
 
 
 def load_prompt(folder, config, length):
     """The prompt a prompt-tuning run saved with --save, its shape checked against the model."""
     path = Path(folder) / "prompt.safetensors"
-    prompt = load_tuned(folder)["prompt"]
+    tensors = load_tuned(folder)
+    if "prompt" not in tensors:
+        raise ValueError(f"{path}: no tensor 'prompt' (it holds {', '.join(tensors) or 'none'})")
+    prompt = tensors["prompt"]
     expected = (config.num_hidden_layers, 2, length, config.hidden_size)
     if tuple(prompt.shape) != expected:
         raise ValueError(f"{path}: a prompt of shape {tuple(prompt.shape)}; this model and --prompt-length "
@@ -285,7 +287,7 @@ def run_task(args, name, tok, machine, log=print):
     data = {"train": subsample(glue.read_examples(name, folder, "train"), args.max_train),
             "dev": glue.read_examples(name, folder, "dev")}
     test = glue.read_examples(name, folder, "test") if args.predict else None
-    config = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json")
+    config = EncoderConfig.from_json(checkpoint.resolve_checkpoint(args.model) / "config.json")
     load = lambda f: load_prompt(f, config, args.prompt_length)
     t0, extra = time.time(), {}
     if args.distill_from:  # PANDA: a teacher per seed (the source prompt tuned here), then a fresh student
@@ -353,8 +355,7 @@ def parse_args(argv=None):
                     help=f"one or more of {', '.join(glue.TASKS)}")
     runtime.data_root_option(ap, holds="glue/<TASK>/ and superglue/<TASK>/")
     positive = runtime.number(int, at_least=1)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
-                    help="one run per seed; the report gives mean and std")
+    runtime.seeds_option(ap, default=[1, 2, 3], help="one run per seed; the report gives mean and std")
     ap.add_argument("--epochs", type=positive, default=3,
                     help="passes over the training set; dev is scored after each")
     ap.add_argument("--batch-size", type=positive, default=32, help="examples per optimizer step")
@@ -407,7 +408,8 @@ def parse_args(argv=None):
     if (args.target_prompt or args.teachers) and not args.distill_from:
         ap.error("--target-prompt and --teachers go with --distill-from")
     try:  # the model is known now: a longer input than its positions would fail at the first batch
-        positions = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json").max_positions
+        config = checkpoint.resolve_checkpoint(args.model) / "config.json"
+        positions = EncoderConfig.from_json(config).max_positions
     except (OSError, ValueError) as e:
         ap.error(f"--model {args.model}: {e}")
     if args.max_length is None:

@@ -122,6 +122,7 @@ def block_scores(model, batches, autocast):
         selected = labels != IGNORE_INDEX
         with autocast:
             logits = model(corrupted, positions=selected).float()
+        runtime.check_outputs(logits, "held-out MLM")
         target, row = labels[selected], selected.nonzero()[:, 0]
         per_token = F.cross_entropy(logits, target, reduction="none")
         for out, values in ((loss, per_token), (correct, (logits.argmax(-1) == target).double()),
@@ -291,6 +292,7 @@ def pseudo_log_likelihoods(model, tok, sentences, machine, tokens_per_batch=4096
             flat = torch.arange(len(s)) * int(length) + p  # the masked token of each copy, flattened
             with machine.autocast:
                 logits = model(copies.to(machine.device), positions=flat.to(machine.device))
+            runtime.check_outputs(logits, "pseudo-log-likelihoods")
             chosen = logits.float().log_softmax(-1).gather(-1, group[s, p].to(machine.device)[:, None])
             np.add.at(pll, members[s.numpy()], chosen.squeeze(1).double().cpu().numpy())
     model.train(was_training)

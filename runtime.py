@@ -15,7 +15,8 @@ code:
                   the loss of a micro-batch is the caller's (self_evolution.py's);
                   the log of the steps (StepLog)
   5. stopping     Ctrl-C (or SIGTERM) asks the loop to stop between two steps
-  6. reports      the JSON and README files a script leaves, written whole or not at all
+  6. reports      the JSON and README files a script leaves, written whole or not at all,
+                  and the record of what an artifact was made from (its provenance)
 
 Reproducibility: every random draw of a micro-batch (masks, dropout) comes
 from `step_generator(seed, step, micro-batch)`, so the state of a run is its
@@ -25,6 +26,7 @@ step counter plus the weights and optimizer moments.
 import argparse
 import datetime
 import json
+import math
 import os
 import signal
 import threading
@@ -37,8 +39,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+import checkpoint
 import data
-from checkpoint import atomic_write
 
 # -----------------------------------------------------------------------------
 # 0. Options
@@ -46,7 +48,8 @@ from checkpoint import atomic_write
 
 def number(kind=float, *, at_least=None, above=None, at_most=None, below=None):
     """An argparse `type` that also checks the range, so a bad value is refused at parse time
-    with the option's name: "argument --ratio: 0 is not in (0, 1]"."""
+    with the option's name: "argument --ratio: 0 is not in (0, 1]". NaN and infinity are never
+    accepted: every number option of every script is declared with this."""
     low = f"[{at_least}" if at_least is not None else f"({above}" if above is not None else "(-inf"
     high = f"{at_most}]" if at_most is not None else f"{below})" if below is not None else "inf)"
 
@@ -55,6 +58,8 @@ def number(kind=float, *, at_least=None, above=None, at_most=None, below=None):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if not math.isfinite(value):  # nan passes every comparison below, and inf trains to NaN
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
         if ((at_least is not None and value < at_least) or (above is not None and value <= above)
                 or (at_most is not None and value > at_most) or (below is not None and value >= below)):
             raise argparse.ArgumentTypeError(f"{text} is not in {low}, {high}")
@@ -62,6 +67,20 @@ def number(kind=float, *, at_least=None, above=None, at_most=None, below=None):
 
     parse.__name__ = kind.__name__  # argparse names the type in its own messages
     return parse
+
+
+class _Distinct(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(set(values)) < len(values):
+            parser.error(f"{option_string} {' '.join(map(str, values))}: a seed given twice would count one run "
+                         "twice")
+        setattr(namespace, self.dest, values)
+
+
+def seeds_option(parser, default=None, help="seeds, one run each"):
+    """--seeds: distinct whole numbers from 0 (numpy's generators take no negative seed)."""
+    parser.add_argument("--seeds", type=number(int, at_least=0), nargs="+", default=default, action=_Distinct,
+                        help=help)
 
 
 def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
@@ -286,17 +305,21 @@ def lr_at(step, lr, warmup, total, schedule="poly", power=1.0, head_lr=None, hea
 
 
 def optimizer_step(optimizer, scaler, parameters, clip=1.0):
-    """Unscale, clip the gradient norm (clip 0: off), step, update the scale, zero the gradients.
+    """Unscale, clip the gradient norm (clip 0: off), step, update the scale, zero the gradients;
+    returns the gradient norm before clipping (a tensor on the device: reading it would wait for it).
 
     The scaler is a no-op outside fp16; in fp16 it skips a step whose gradients
     overflowed and lowers its scale.
     """
+    parameters = [p for p in parameters if p.grad is not None]
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
     if clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, clip)
+        torch.nn.utils.clip_grads_with_norm_(parameters, clip, norm)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 # -----------------------------------------------------------------------------
@@ -312,7 +335,8 @@ def step_generator(seed, step, micro, device):
 
 def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, step, machine, clip=1.0):
     """One optimizer step over this process's micro-batches: (their share of the loss, the
-    tokens their losses were computed on), two tensors on the device.
+    tokens their losses were computed on, whether the loss and the gradient norm were finite),
+    three tensors on the device.
 
     `micro_batches` holds (global micro-batch index, input ids, context), and
     `micro_loss(input_ids, generator, context)` returns the loss of one, a mean
@@ -337,8 +361,10 @@ def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, ste
             scaler.scale(loss * machine.world).backward()
         running += loss.detach()
         counted += n
-    optimizer_step(optimizer, scaler, model.parameters(), clip)
-    return running, counted
+    norm = optimizer_step(optimizer, scaler, model.parameters(), clip)
+    # In fp16 an overflowing gradient is the scaler's to skip; anywhere else it is divergence.
+    finite = torch.isfinite(running) & (torch.isfinite(norm) | scaler.is_enabled())
+    return running, counted, finite
 
 
 class StepLog:
@@ -346,7 +372,9 @@ class StepLog:
 
     Between two log lines the loss, the tokens it was computed on and the
     steps that had none are summed on the device, and read only at the log
-    line, so a step never waits for the GPU. A step whose loss had no token
+    line, so a step never waits for the GPU. A step whose loss or gradient
+    norm was not finite stops the run there (before anything after it is
+    saved), naming the last good checkpoint. A step whose loss had no token
     (a masking rule that masked nothing) trains on nothing: that is said
     once, and a phase whose first `checked` steps had no token at all stops
     the run, naming the steps.
@@ -354,7 +382,7 @@ class StepLog:
 
     def __init__(self, path, machine, step=0):
         self.path, self.machine, self.history, self.warned = Path(path), machine, [], False
-        self.sums = torch.zeros(3, device=machine.device)  # loss, tokens, steps without any
+        self.sums = torch.zeros(4, device=machine.device)  # loss, tokens, steps without any, non-finite steps
         self.steps, self.inputs, self.t0 = 0, 0, time.time()
         self.phase_began, self.counted_in_phase = step, 0
 
@@ -364,9 +392,10 @@ class StepLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
-    def add(self, loss, counted, inputs):
-        """One step: its loss and the tokens it was a mean over (tensors), and the input tokens it read."""
-        self.sums += torch.stack([loss, counted.float(), (counted == 0).float()])
+    def add(self, loss, counted, finite, inputs):
+        """One step: its loss, the tokens it was a mean over and whether it was finite (tensors, as
+        train_step returns them), and the input tokens it read."""
+        self.sums += torch.stack([loss.nan_to_num(), counted.float(), (counted == 0).float(), (~finite).float()])
         self.steps, self.inputs = self.steps + 1, self.inputs + inputs
 
     def phase_begins(self, step):
@@ -377,7 +406,13 @@ class StepLog:
         world = self.machine.world
         if world > 1:
             dist.all_reduce(self.sums)
-        loss_sum, counted, empty_steps = self.sums.tolist()
+        loss_sum, counted, empty_steps, diverged = self.sums.tolist()
+        if diverged:  # stopped before the step's checkpoint: the last good one stays
+            run = self.path.parent
+            last = checkpoint.latest_checkpoint(run) if (run / "latest").is_file() else "none"
+            raise SystemExit(f"steps {step - self.steps + 1}-{step}: the loss or the gradient norm was not "
+                             f"finite in {diverged:.0f} of them; training diverged, and nothing of it was saved: "
+                             f"the last good checkpoint is {last}. Lower --lr, or keep --clip on")
         entry = {"step": step, "phase": phase, "loss": loss_sum / self.steps, "lr": lr,
                  "tokens_per_s": self.inputs * world / max(time.time() - self.t0, 1e-9)}
         self.record(entry)
@@ -440,6 +475,15 @@ class StopRequest:
         return False
 
 
+def check_outputs(outputs, what):
+    """Refuse to score an evaluation whose model outputs hold NaN or infinity: a metric of them (an
+    accuracy of argmaxes, a mean of NaNs) is a number that means nothing. A host sync: for
+    evaluations, never the training step."""
+    if not bool(torch.isfinite(outputs).all()):
+        raise SystemExit(f"{what}: the model's outputs hold NaN or infinity (its weights diverged, or a "
+                         "file it loaded did), so no score is reported")
+
+
 # -----------------------------------------------------------------------------
 # 6. Reports
 
@@ -447,12 +491,64 @@ class StopRequest:
 def write_json(path, results):
     """`results` as indented JSON at `path`: the whole file or, after a crash, the one it replaces."""
     text = json.dumps(results, indent=1) + "\n"
-    atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
+    checkpoint.atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def write_report(folder, text, results):
     """A study's report in `folder`: README.md (what a reader reads) and results.json (the numbers)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
+    checkpoint.atomic_write(folder / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
     write_json(folder / "results.json", results)
+
+
+# What an artifact was made from. A later command reuses an artifact (a stage
+# of a study, a saved prompt) only when the record beside it matches what the
+# command would make it from now: the content of its input files, not their
+# names, and the settings that decide it. Anything else is a result of other
+# inputs under the same name: refused, naming what differs.
+
+PROVENANCE = "provenance.json"
+
+
+def fingerprint(path) -> str:
+    """The SHA-256 of a file's bytes, or of a folder's files (their names and bytes, in order)."""
+    path = Path(path)
+    if path.is_file():
+        return data.file_sha256(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return data.sha256("\n".join(f"{p.relative_to(path)} {data.file_sha256(p)}" for p in files))
+
+
+def provenance(inputs: dict, settings: dict) -> dict:
+    """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
+    path, such as 'wiki', stands for itself) and the settings that decide it, as JSON has them."""
+    def of(value):
+        return fingerprint(value) if Path(value).exists() else str(value)
+    return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
+                       for k, vs in inputs.items()},
+            "settings": json.loads(json.dumps(settings, default=str))}
+
+
+def reusable(folder, record, what) -> bool:
+    """Whether `folder` holds an artifact made from `record` (True), or none yet (False). One made from
+    anything else is refused, naming what differs: `what` says what the folder holds."""
+    path = Path(folder) / PROVENANCE
+    if not path.is_file():
+        return False
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); delete {folder} to make it again") \
+            from None
+    differs = [f"{part} {k}" for part in ("inputs", "settings")
+               for k in sorted(set(stored.get(part, {})) | set(record[part]))
+               if stored.get(part, {}).get(k) != record[part].get(k)]
+    if differs:
+        raise SystemExit(f"{folder}: holds {what} made from other inputs or settings ({', '.join(differs)}); "
+                         "use another folder, or delete it to make it again")
+    return True
+
+
+def record_provenance(folder, record):
+    write_json(Path(folder) / PROVENANCE, record)

@@ -349,14 +349,14 @@ def train(run):
             progress = min(1.0, max(0, step - a.head_steps) / max(1, a.steps - 1))
             context = se.MaskingContext(phase, progress, run.token_counts)
             batches = micro_batches(run, step, context, scores if phase == se.METHOD else None)
-            loss, masked = runtime.train_step(run.wrapped, run.optimizer, run.scaler, batches, loss_of,
+            loss, masked, finite = runtime.train_step(run.wrapped, run.optimizer, run.scaler, batches, loss_of,
                                               seed=a.seed, step=step, machine=machine, clip=a.clip)
-            log.add(loss, masked, len(batches) * a.micro_batch_size * a.block_length)
+            log.add(loss, masked, finite, len(batches) * a.micro_batch_size * a.block_length)
             step += 1
             bar.update(1)
             if step % a.log_every == 0 or step in (a.head_steps, run.total):  # checked: the first interval
                 log.write(step, phase, lr, bar, checked=min(a.eval_every, phase_end - log.phase_began))
-            if step % a.eval_every == 0 and step != run.total:
+            if step % a.eval_every == 0 and step not in (a.head_steps, run.total):  # those two: below, above
                 evaluate(run, log, step, phase, random_masks, hardest)
             if machine.main and (step % a.save_every == 0 or step == run.total):
                 run.save(step)

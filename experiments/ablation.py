@@ -131,7 +131,7 @@ def parse_args(argv=None):
     ap.add_argument("--curve-pairs", type=count, default=20,
                     help="BLiMP pairs of each paradigm along the curve")
     ap.add_argument("--tasks", nargs="+", choices=sorted(glue.TASKS), metavar="TASK")
-    ap.add_argument("--seeds", type=int, nargs="+", help="fine-tuning seeds")
+    runtime.seeds_option(ap, help="fine-tuning seeds")
     ap.add_argument("--ft-epochs", type=positive)
     ap.add_argument("--ft-lr", type=rate)
     ap.add_argument("--ft-batch-size", type=positive)

@@ -76,7 +76,7 @@ def parse_args(argv=None):
     runtime.machine_options(ap, precisions=())
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                     help="autocast dtype (fp16 adds a gradient scaler)")
-    ap.add_argument("--dropout", type=float, default=0.1,
+    ap.add_argument("--dropout", type=runtime.number(float, at_least=0, below=1), default=0.1,
                     help="hidden and attention dropout (train.py's default)")
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=3,

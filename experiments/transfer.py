@@ -59,7 +59,7 @@ def parse_args(argv=None):
     ap.add_argument("--targets", nargs="+", choices=sorted(CHOSEN), default=list(CHOSEN), metavar="TASK")
     ap.add_argument("--sources", nargs="+", choices=sorted(glue.TASKS), default=["RTE", "WNLI"],
                     metavar="TASK", help="source tasks; each target's prompt transfer runs from every one")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    runtime.seeds_option(ap, default=[1, 2, 3])
     ap.add_argument("--epochs", type=positive, default=5, help="prompt-tuning epochs (every prompt method)")
     ap.add_argument("--lr", type=rate, default=1e-2, help="prompt-tuning learning rate (P-tuning v2's 1e-2)")
     ap.add_argument("--prompt-length", type=positive, default=20)

@@ -123,7 +123,7 @@ def test_prompt_transfer_starts_from_exactly_the_source_prompt(tmp_path, tiny_ch
         parameters = list(parameters)
         if not first:
             first.append(parameters[0].detach().clone())  # the prompt comes first
-        real(optimizer, scaler, parameters, clip)
+        return real(optimizer, scaler, parameters, clip)
 
     monkeypatch.setattr(runtime, "optimizer_step", before_the_first_step)
     prompt_run(tiny_checkpoint, root, "WSC", "--prompt-init", str(tmp_path / "prompts" / "CoLA"))

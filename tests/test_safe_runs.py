@@ -68,10 +68,11 @@ def test_ctrl_c_after_an_update_stops_after_that_step_and_resumes_exactly(tmp_pa
     real_step, updates, saves = runtime.optimizer_step, [], []
 
     def then_ctrl_c(*args, **kwargs):
-        real_step(*args, **kwargs)
+        norm = real_step(*args, **kwargs)
         updates.append(1)
         if len(updates) == 5:  # the fifth update is done; the loop has not counted it yet
             os.kill(os.getpid(), signal.SIGINT)
+        return norm
 
     real_save = MaskedLM.save_pretrained
     monkeypatch.setattr(runtime, "optimizer_step", then_ctrl_c)

@@ -137,8 +137,9 @@ def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path, tiny_checkpoi
         return real(self, folder)
 
     monkeypatch.setattr(Tokenizer, "save_pretrained", crash_on_second)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(SystemExit, match=r"saving step 10 failed: OSError: disk full \(simulated\)"):
         train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "10", "--save-every", "5"))
+    assert not list(out.glob(".step-*"))  # the half-written folder is gone
     previous = latest_checkpoint(out)
     assert previous.name == "step-0000005"
     MaskedLM.from_pretrained(previous)  # loads
