@@ -10,9 +10,12 @@ not what it claims to be is refused with its name:
   2. Hugging Face files in safetensors, sharded or not, or pytorch_model.bin
                            read without running code; old weight names mapped
                            onto today's, every shape checked against the config
-  3. files out             written under a temporary name, then renamed
+  3. files out             written under a temporary name, then renamed; a
+                           file's or folder's fingerprint (its SHA-256)
   4. a run folder          train.py's checkpoints (step-N/ and `latest`), the
                            resume check, the log, one run at a time
+  5. saved prompts         a prompt and head, and the record of what model,
+                           task and start they were tuned on
 """
 
 import errno
@@ -26,6 +29,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+import data
 
 # -----------------------------------------------------------------------------
 # 1. Where a name points
@@ -235,6 +240,32 @@ def atomic_write(path: Path, write):
     os.replace(tmp, path)
 
 
+def write_json(path, results):
+    """`results` as indented JSON at `path`: the whole file or, after a crash, the one it replaces."""
+    text = json.dumps(results, indent=1) + "\n"
+    atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
+
+
+_HASHED = {}  # (file, its size, mtime and inode) -> its SHA-256: a file is read once per process
+
+
+def fingerprint(path) -> str:
+    """The SHA-256 of a file's bytes, or of a folder's files (their names and bytes, in order).
+
+    A checkpoint or a corpus takes seconds to hash, and every stage of a study
+    that reads it records it: each file is hashed once per process, and hashed
+    again only once its size, modification time or inode changed."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return data.sha256("\n".join(f"{p.relative_to(path)} {fingerprint(p)}" for p in files))
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _HASHED:
+        _HASHED[key] = data.file_sha256(path)
+    return _HASHED[key]
+
+
 def save_hf(model, out_dir):
     """config.json + model.safetensors under the names a Hugging Face loader expects."""
     from safetensors.torch import save_file
@@ -260,6 +291,26 @@ def save_hf(model, out_dir):
 STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
 
 
+# What a run leaves in its folder besides the checkpoints (train.py, probe.method_start): a folder that
+# holds any of it holds a run, whether or not that run lived to save a checkpoint.
+RUN_FILES = ("latest", "step-*", LOG, "scores-step*.npy", "hardest-heldout.pt", "scores.html")
+
+
+def resume_point(out, resume) -> Path | None:
+    """Where a run in the folder `out` starts: with `resume`, its latest checkpoint; else nowhere (None),
+    in a folder that holds no other run: its scores or log would be taken for this run's."""
+    if resume:
+        return latest_checkpoint(out)
+    if (out / "latest").is_file():
+        raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): "
+                         "continue it with --resume, or choose another --out")
+    left = sorted({p.name for pattern in RUN_FILES for p in out.glob(pattern)})
+    if left:
+        raise SystemExit(f"{out} holds the files of a run that saved no checkpoint ({', '.join(left)}): "
+                         "delete them, or choose another --out")
+    return None
+
+
 def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_every=0):
     """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
 
@@ -275,8 +326,8 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_eve
         return final  # this very step is saved already (a stop right after a periodic save)
     if bad := nonfinite(dict(model.named_parameters())):  # diverged weights are never saved
         last = latest_checkpoint(out) if (out / "latest").is_file() else "none"
-        raise SystemExit(f"step {step}: training diverged (weight {bad[0]!r} holds {bad[1]}); nothing was saved, "
-                         f"and the last good checkpoint is {last}. Lower --lr, or keep --clip on")
+        raise SystemExit(f"step {step}: training diverged (weight {bad[0]!r} holds {bad[1]}); nothing was "
+                         f"saved, and the last good checkpoint is {last}. Lower --lr, or keep --clip on")
     tmp = out / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -399,3 +450,127 @@ def _alive(pid):
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+# -----------------------------------------------------------------------------
+# 5. Saved prompts, and what they were tuned on
+
+# A saved prompt (finetune.py --tuning prompt --save): prompt.safetensors, the
+# prompt and the task head, and prompt.json, what they were tuned on. Its
+# tensors are copied into a model's, and copy_ broadcasts: a 1-output COPA head
+# would fill the 3 logits of a CB head with one number, a prompt of length 1 all
+# 4 slots of a student's. So every shape must be exactly the one the run copies
+# into. And a prompt means something only to the model, task and start it was
+# tuned on, so prompt.json records them (the model by the fingerprint of its
+# weights) and each use checks the ones it needs (finetune.prompt_inputs).
+
+PROMPT_FIELDS = ("task", "model", "model_fingerprint", "seed", "started_from")
+WEIGHT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class PromptError(ValueError):
+    """A saved prompt or teacher that is not what the run needs; the message names the file."""
+
+
+def model_fingerprint(folder) -> str:
+    """The identity of the model a prompt is tuned on: a SHA-256 of the checkpoint folder's config.json and
+    weight files (the fingerprint of each). Not of the whole folder: a run's step-N/ also holds the
+    optimizer's state, which another save of the very same weights may change."""
+    folder = Path(folder)
+    files = [folder / n for n in WEIGHT_FILES if (folder / n).is_file()]
+    files += sorted(folder.glob("model-*.safetensors"))  # the shards of a sharded checkpoint
+    return data.sha256("\n".join(f"{p.name} {fingerprint(p)}" for p in files))
+
+
+def check_shapes(path, tensors, expected, needs):
+    """`tensors`, refused unless each of `expected` ({name: shape}) is there with exactly that shape;
+    `needs`: what needs those shapes, for the message."""
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise PromptError(f"{path}: no tensor {name!r} (it holds {', '.join(tensors) or 'none'})")
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise PromptError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}; "
+                              f"{needs} needs {tuple(shape)}")
+    return tensors
+
+
+def save_tuned(folder, runs, task, report, started_from=None):
+    """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside, each
+    with prompt.json: the task, the model and its fingerprint (report["model_fingerprint"]), the seed, and
+    `started_from`, the run whose prompt they started from (None: a random start, of their seed), with the
+    fingerprint of that prompt's file."""
+    from safetensors.torch import save_file
+
+    source = Path(started_from) / "prompt.safetensors" if started_from else None
+    best = max(runs, key=lambda r: r["best"][task.metric])
+    for where, run in [(folder / f"seed-{r['seed']}", r) for r in runs] + [(folder, best)]:
+        where.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in run["tuned"].items()}, str(where / "prompt.safetensors"))
+        meta = {"task": task.name, "model": report["model"], "model_fingerprint": report["model_fingerprint"],
+                "seed": run["seed"], "best": run["best"],
+                "started_from": str(started_from) if started_from else "random",
+                "started_from_fingerprint": fingerprint(source) if source else None}
+        write_json(where / "prompt.json", meta)
+
+
+def load_tuned(folder):
+    """A saved prompt and head (save_tuned) as {name: tensor}, checked (checkpoint.read_tensors)."""
+    path = Path(folder) / "prompt.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no prompt (a prompt-tuning run writes one with --save)")
+    try:
+        return read_tensors(path)
+    except ValueError as e:  # damaged, a pickle of objects, NaN: named as read_tensors says
+        raise PromptError(str(e)) from None
+
+
+def load_prompt(folder, config, length):
+    """The prompt a prompt-tuning run saved with --save, its shape exactly the one this model and
+    --prompt-length give a prompt."""
+    path = Path(folder) / "prompt.safetensors"
+    tensors = load_tuned(folder)
+    if "prompt" not in tensors:
+        raise PromptError(f"{path}: no tensor 'prompt' (it holds {', '.join(tensors) or 'none'})")
+    expected = {"prompt": (config.num_hidden_layers, 2, length, config.hidden_size)}
+    return check_shapes(path, tensors, expected, f"this model with --prompt-length {length}")["prompt"]
+
+
+def prompt_meta(folder) -> dict:
+    """prompt.json of a saved prompt (save_tuned), refused unless it is a JSON object with every field
+    of PROMPT_FIELDS and a seed that is a seed."""
+    path = Path(folder) / "prompt.json"
+    if not path.is_file():
+        raise PromptError(f"{path}: no such file; a prompt-tuning run's --save writes it beside "
+                          "prompt.safetensors, saying what the prompt was tuned on")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PromptError(f"{path}: not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise PromptError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    if missing := [k for k in PROMPT_FIELDS if k not in meta]:
+        raise PromptError(f"{path}: no {', '.join(missing)}: what the prompt was tuned on is not recorded "
+                          "(tune it again with this finetune.py's --save)")
+    if isinstance(meta["seed"], bool) or not isinstance(meta["seed"], int) or meta["seed"] < 0:
+        raise PromptError(f"{path}: seed {json.dumps(meta['seed'])} is not a seed (a whole number >= 0)")
+    return meta
+
+
+def tuned_on(folder, fingerprint, role, task=None, seed=None, started_from=None):
+    """prompt.json of the prompt in `folder`, refused unless it was tuned on the model of this
+    `fingerprint` and, where given, on `task`, from the random start of `seed` (seed, why), from the
+    prompt file of fingerprint `started_from`. `role`: what the prompt is for, for the messages."""
+    meta, path = prompt_meta(folder), Path(folder) / "prompt.json"
+    if meta["model_fingerprint"] != fingerprint:
+        raise PromptError(f"{path}: {role} was tuned on another model: {meta['model']} (fingerprint "
+                          f"{str(meta['model_fingerprint'])[:12]}), where this --model's is "
+                          f"{fingerprint[:12]}; a prompt means something only to the model it was tuned on")
+    if task is not None and meta["task"] != task:
+        raise PromptError(f"{path}: {role} was tuned on {meta['task']}, not on {task}")
+    if seed is not None and meta["seed"] != seed[0]:
+        raise PromptError(f"{path}: {role} was tuned from seed {meta['seed']}'s start, not seed {seed[0]}'s "
+                          f"({seed[1]})")
+    if started_from is not None and meta.get("started_from_fingerprint") != started_from:
+        raise PromptError(f"{path}: {role} was tuned from {meta['started_from']}, not from --distill-from's "
+                          "prompt (PANDA's teacher is the source prompt tuned further on the target)")
+    return meta

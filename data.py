@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-FORMAT_VERSION = 3  # part of the cache key: bump it whenever packing changes
+FORMAT_VERSION = 4  # part of the cache key: bump it whenever packing changes (4: special-token text)
 # The benchmark data (GLUE/SuperGLUE tasks, BLiMP) of finetune.py and probe.py: --data-root, else $SE_DATA.
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "shared" / "data"
 PIECE_BLOCKS = 8  # the held-out split takes whole documents, or pieces of this many blocks of long ones
@@ -109,7 +109,7 @@ def _text_documents(path, stream):
         offset += len(chunk)
         parts = re.split(r"\n\s*\n", tail + text)
         document.append(parts[0])
-        if len(parts) > 1 or not chunk:  # the unfinished document ends here (at the end: only whitespace left)
+        if len(parts) > 1 or not chunk:  # the unfinished document ends here (at the end: whitespace left)
             yield from (p.strip() for p in ["".join(document)] + parts[1:-1] if p.strip())
             document, size = [parts[-1]], 0
         if not chunk:
@@ -183,7 +183,7 @@ def _file_documents(source, text_field="text", progress=lambda n: None):
     count = 0
     with open(path, "rb") as raw:
         stream = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
-        jsonl = path.name.removesuffix(".gz").endswith(".jsonl")
+        jsonl = _format(path) == "jsonl"
         documents = _jsonl_documents(path, stream, text_field) if jsonl else _text_documents(path, stream)
         read = 0
         try:
@@ -197,6 +197,13 @@ def _file_documents(source, text_field="text", progress=lambda n: None):
         progress(raw.tell() - read)
     if not count:  # an empty file is almost always a mistake (a wrong path, a failed download)
         raise ValueError(f"{path}: the corpus file has no text")
+
+
+def _format(source) -> str:
+    """How a source is read: "wiki", "jsonl" (a document per line) or "text" (blank lines between)."""
+    if str(source) == "wiki":
+        return "wiki"
+    return "jsonl" if Path(source).name.removesuffix(".gz").endswith(".jsonl") else "text"
 
 
 def _as_list(sources) -> list:
@@ -434,13 +441,15 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
     if not 0 <= heldout < 1:
         raise ValueError(f"heldout {heldout} must be a fraction in [0, 1)")
     sources = _as_list(sources)
-    files = [(str(s) == "wiki", _source_file(s)) for s in sources]
+    files = [(_format(s), _source_file(s)) for s in sources]
     dtype = np.dtype(np.uint16 if tok.vocab_size < 65536 else np.int32)
-    # The key names everything the blocks depend on: file bytes, not names or
-    # mtimes, so that an edited corpus is never served from a stale cache.
+    # The key names everything the blocks depend on: file bytes and how they are
+    # read, not names or mtimes, so that an edited corpus is never served from a
+    # stale cache, nor a .jsonl file the blocks of the same bytes read as text.
+    hashes = [file_sha256(path) for _, path in files]
     key = sha256(json.dumps(dict(
         format=FORMAT_VERSION, tokenizer=sha256(tok.tok.to_str()), cls=tok.cls_id, sep=tok.sep_id,
-        corpus=[[wiki, file_sha256(path)] for wiki, path in files], text_field=text_field,
+        corpus=[[kind, h] for (kind, _), h in zip(files, hashes)], text_field=text_field,
         block_length=L, heldout=heldout, seed=seed), sort_keys=True))
     folder = cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -456,6 +465,6 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
         os.replace(tmp, meta_path)
         blocks, meta = _read_cache(npy, meta_path, key)
     n_train = meta["n_train_blocks"]
-    info = dict(meta, cache=str(npy), from_cache=from_cache)
+    info = dict(meta, cache=str(npy), from_cache=from_cache, corpus_sha256=hashes)
     return (BlockDataset(blocks, np.arange(n_train)),
             BlockDataset(blocks, np.arange(n_train, len(blocks))), info)

@@ -21,10 +21,11 @@ glue.py's; this file trains on them:
 """
 
 import argparse
-import json
 import math
+import shutil
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +97,17 @@ def predict(model, tok, task, examples, args, machine, prompt=None, logits=False
     return torch.cat(out).cpu().numpy()
 
 
+def head_outputs(task) -> int:
+    """The head's outputs: one per class; one for a regression, and for each choice of a multiple-choice
+    task (scored alone)."""
+    return 1 if task.labels is None or task.choices else len(task.labels)
+
+
 def classifier(args, task, machine):
     """The checkpoint with a fresh head for the task; frozen but for the head under prompt tuning."""
     with warnings.catch_warnings():  # a pretrained checkpoint has no head for this task: fresh by design
         warnings.simplefilter("ignore")
-        outputs = 1 if task.labels is None or task.choices else len(task.labels)
-        model = SequenceClassifier.from_pretrained(args.model, num_labels=outputs,
+        model = SequenceClassifier.from_pretrained(args.model, num_labels=head_outputs(task),
                                                    hidden_dropout_prob=args.dropout,
                                                    attention_probs_dropout_prob=args.dropout)
     if args.tuning == "prompt":
@@ -122,7 +128,7 @@ def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, te
     if args.tuning == "prompt":
         prompt = Prompt(model.config, args.prompt_length, seed).to(device)
         if init is not None:
-            prompt.prefix.data.copy_(init)
+            copy_exact(prompt.prefix.data, init, "the --prompt-init prompt")
     trainable = model
     if prompt is not None:
         trainable = nn.ModuleDict({"prompt": prompt, "head": nn.ParameterList(model.head().values())})
@@ -215,57 +221,74 @@ def teacher_logits(args, task, tok, data, tuned, machine):
     model = classifier(args, task, machine)
     with torch.no_grad():
         for k, p in model.head().items():
-            p.copy_(tuned[f"head.{k}"])
+            copy_exact(p, tuned[f"head.{k}"], f"the teacher's head.{k}")
     prompt = Prompt(model.config, args.prompt_length).to(machine.device)
-    prompt.prefix.data.copy_(tuned["prompt"])
+    copy_exact(prompt.prefix.data, tuned["prompt"], "the teacher's prompt")
     return torch.from_numpy(predict(model, tok, task, data["train"], args, machine, prompt, logits=True))
 
 
-def save_tuned(folder, runs, task, report, started_from=None):
-    """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside;
-    `started_from`: the run whose prompt they started from (None: a random start, of their seed)."""
-    from safetensors.torch import save_file
-
-    best = max(runs, key=lambda r: r["best"][task.metric])
-    for where, run in [(folder / f"seed-{r['seed']}", r) for r in runs] + [(folder, best)]:
-        where.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in run["tuned"].items()}, str(where / "prompt.safetensors"))
-        meta = {"task": task.name, "model": report["model"], "seed": run["seed"], "best": run["best"],
-                "started_from": str(started_from) if started_from else "random"}
-        runtime.write_json(where / "prompt.json", meta)
+def copy_exact(target, value, what):
+    """target.copy_(value) where the shapes are equal; copy_ would broadcast a smaller tensor silently."""
+    if tuple(value.shape) != tuple(target.shape):
+        raise checkpoint.PromptError(f"{what}: shape {tuple(value.shape)}, where this model needs "
+                                     f"{tuple(target.shape)}")
+    target.copy_(value)
 
 
-def load_tuned(folder):
-    """A saved prompt and head (save_tuned) as {name: tensor}, checked (checkpoint.read_tensors)."""
-    path = Path(folder) / "prompt.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no prompt (a prompt-tuning run writes one with --save)")
-    return checkpoint.read_tensors(path)
-
-
-def load_prompt(folder, config, length):
-    """The prompt a prompt-tuning run saved with --save, its shape checked against the model."""
-    path = Path(folder) / "prompt.safetensors"
-    tensors = load_tuned(folder)
-    if "prompt" not in tensors:
-        raise ValueError(f"{path}: no tensor 'prompt' (it holds {', '.join(tensors) or 'none'})")
-    prompt = tensors["prompt"]
-    expected = (config.num_hidden_layers, 2, length, config.hidden_size)
-    if tuple(prompt.shape) != expected:
-        raise ValueError(f"{path}: a prompt of shape {tuple(prompt.shape)}; this model and --prompt-length "
-                         f"{length} need {expected}")
-    return prompt
+def tuned_shapes(config, task, length) -> dict:
+    """The name and shape of every tensor a prompt-tuning run of `task` on this model keeps
+    (checkpoint.save_tuned)."""
+    with torch.device("meta"):  # the shapes alone: nothing is drawn
+        head = SequenceClassifier(replace(config, num_labels=head_outputs(task))).head()
+    return {"prompt": (config.num_hidden_layers, 2, length, config.hidden_size),
+            **{f"head.{k}": tuple(p.shape) for k, p in head.items()}}
 
 
 def saved_change(folder):
     """`prompt_change` of the prompt saved in `folder`, which must have been tuned from a random start;
     and the seed of that start."""
-    path = Path(folder) / "prompt.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta.get("started_from") != "random":
-        raise ValueError(f"{path}: a prompt started from {meta.get('started_from', 'an unrecorded start')}; "
-                         "the transferability compares prompts tuned from their random start")
-    return prompt_change(load_tuned(folder)["prompt"], meta["seed"]), meta["seed"]
+    path, meta = Path(folder) / "prompt.json", checkpoint.prompt_meta(folder)
+    if meta["started_from"] != "random":
+        raise checkpoint.PromptError(f"{path}: a prompt started from {meta['started_from']}; "
+                                     "the transferability compares prompts tuned from their random start")
+    tensors = checkpoint.load_tuned(folder)
+    if "prompt" not in tensors:
+        raise checkpoint.PromptError(f"{Path(folder) / 'prompt.safetensors'}: no tensor 'prompt' "
+                                     f"(it holds {', '.join(tensors) or 'none'})")
+    return prompt_change(tensors["prompt"], meta["seed"]), meta["seed"]
+
+
+def prompt_inputs(args, task, config, fingerprint) -> dict:
+    """The saved prompts a prompt-tuning run of `task` starts from, each checked against what it claims
+    before any training: "init" (--prompt-init), "source" with its "change" and "seed" (--distill-from),
+    "target" (--target-prompt's change), "teachers" ({seed: tensors}, --teachers)."""
+    length, out = args.prompt_length, {}
+    if args.prompt_init:
+        checkpoint.tuned_on(args.prompt_init, fingerprint, "the --prompt-init prompt")
+        out["init"] = checkpoint.load_prompt(args.prompt_init, config, length)
+    if not args.distill_from:
+        return out
+    checkpoint.tuned_on(args.distill_from, fingerprint, "the --distill-from prompt")
+    out["source"] = checkpoint.load_prompt(args.distill_from, config, length)
+    out["change"], out["seed"] = saved_change(args.distill_from)
+    if args.target_prompt:
+        why = "both prompts of the transferability start alike: from the source's seed"
+        checkpoint.tuned_on(args.target_prompt, fingerprint, "the --target-prompt", task=task.name,
+                            seed=(out["seed"], why))
+        checkpoint.load_prompt(args.target_prompt, config, length)  # its shape
+        out["target"] = saved_change(args.target_prompt)[0]
+    if args.teachers:
+        start = checkpoint.fingerprint(Path(args.distill_from) / "prompt.safetensors")
+        shapes, out["teachers"] = tuned_shapes(config, task, length), {}
+        for seed in args.seeds:
+            folder = Path(args.teachers) / f"seed-{seed}"
+            checkpoint.tuned_on(folder, fingerprint, f"the teacher of seed {seed}", task=task.name,
+                                seed=(seed, f"--teachers' seed-{seed}/ holds seed {seed}'s teacher"),
+                                started_from=start)
+            needs = f"a teacher of {task.name} on this model with --prompt-length {length}"
+            out["teachers"][seed] = checkpoint.check_shapes(folder / "prompt.safetensors",
+                                                            checkpoint.load_tuned(folder), shapes, needs)
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -280,24 +303,42 @@ def subsample(examples, n, seed=0):
     return [examples[i] for i in keep]
 
 
-def run_task(args, name, tok, machine, log=print):
-    """Fine-tune (or prompt-tune) args.model on one task for every seed in args.seeds; return the report."""
-    task = glue.TASKS[name]
-    folder = glue.task_folder(name, args.data_root)
+def model_identity(args):
+    """The checkpoint's config, and under prompt tuning its model_fingerprint (None otherwise)."""
+    folder = checkpoint.resolve_checkpoint(args.model)
+    config = EncoderConfig.from_json(folder / "config.json")
+    return config, checkpoint.model_fingerprint(folder) if args.tuning == "prompt" else None
+
+
+def task_inputs(args, name, identity=None) -> dict:
+    """Everything a task's run reads, read and checked before its training starts, so that a bad test row
+    or a prompt of another model stops the command before the first step, not after the last: the task's
+    "data" (train, dev) and "test" rows, and under prompt tuning its prompts (prompt_inputs) and the
+    model's "fingerprint". `identity`: model_identity(args), computed once for every task."""
+    config, fingerprint = identity or model_identity(args)
+    task, folder = glue.TASKS[name], glue.task_folder(name, args.data_root)
     data = {"train": subsample(glue.read_examples(name, folder, "train"), args.max_train),
             "dev": glue.read_examples(name, folder, "dev")}
     test = glue.read_examples(name, folder, "test") if args.predict else None
-    config = EncoderConfig.from_json(checkpoint.resolve_checkpoint(args.model) / "config.json")
-    load = lambda f: load_prompt(f, config, args.prompt_length)
+    prompts = prompt_inputs(args, task, config, fingerprint) if args.tuning == "prompt" else {}
+    return {"data": data, "test": test, "fingerprint": fingerprint, **prompts}
+
+
+def run_task(args, name, tok, machine, log=print, inputs=None):
+    """Fine-tune (or prompt-tune) args.model on one task for every seed in args.seeds; return the report.
+    `inputs`: task_inputs(args, name), read before (else read here)."""
+    task = glue.TASKS[name]
+    inputs = inputs or task_inputs(args, name)
+    data, test = inputs["data"], inputs["test"]
     t0, extra = time.time(), {}
     if args.distill_from:  # PANDA: a teacher per seed (the source prompt tuned here), then a fresh student
-        source = load(args.distill_from)
-        change, seed = saved_change(args.distill_from)
+        source, change, seed = inputs["source"], inputs["change"], inputs["seed"]
         if args.target_prompt:
-            target = saved_change(args.target_prompt)[0]
+            target = inputs["target"]
         else:  # from the source's start: a change from another start also differs by what the start gives
             log(f"{name}: its own prompt, for the transferability (seed {seed}, the source's, from scratch)")
-            target = prompt_change(finetune_seed(args, task, tok, data, seed, machine)["tuned"]["prompt"], seed)
+            own = finetune_seed(args, task, tok, data, seed, machine)["tuned"]["prompt"]
+            target = prompt_change(own, seed)
         similarity = transferability(change, target)
         weight = distill_weight(similarity, args.distill_scale)
         log(f"{name}: transferability = cosine(source prompt's change, {name}'s own) = {similarity:+.3f}; "
@@ -306,14 +347,14 @@ def run_task(args, name, tok, machine, log=print):
         runs = []
         for seed in args.seeds:
             if args.teachers:
-                teacher = load_tuned(Path(args.teachers) / f"seed-{seed}")
+                teacher = inputs["teachers"][seed]
             else:
                 teacher = finetune_seed(args, task, tok, data, seed, machine, init=source)["tuned"]
             logits = teacher_logits(args, task, tok, data, teacher, machine)
             runs.append(finetune_seed(args, task, tok, data, seed, machine, test, teacher=(logits, weight)))
     else:
-        init = load(args.prompt_init) if args.prompt_init else None
-        runs = [finetune_seed(args, task, tok, data, seed, machine, test, init) for seed in args.seeds]
+        runs = [finetune_seed(args, task, tok, data, seed, machine, test, inputs.get("init"))
+                for seed in args.seeds]
     metrics = list(task.metrics)
     table = np.array([[r["best"][m] for m in metrics] for r in runs])
     total = sum(p.numel() for p in classifier(args, task, machine).parameters())
@@ -325,8 +366,11 @@ def run_task(args, name, tok, machine, log=print):
               "mean": dict(zip(metrics, table.mean(0).tolist())),
               "std": dict(zip(metrics, table.std(0).tolist())),
               "runs": [{k: v for k, v in r.items() if k not in ("test_predictions", "tuned")} for r in runs]}
+    if args.tuning == "prompt":  # what its prompts were tuned on (save_tuned records it beside them)
+        report["model_fingerprint"] = inputs["fingerprint"]
     if args.save:
-        save_tuned(Path(args.save) / name, runs, task, report, args.prompt_init)
+        shutil.rmtree(Path(args.save) / name, ignore_errors=True)  # empty, or --replace: no other run's seeds
+        checkpoint.save_tuned(Path(args.save) / name, runs, task, report, args.prompt_init)
         log(f"  prompts: {Path(args.save) / name} (the best seed's; every seed's in seed-N/)")
     summary = ", ".join(f"{m} {100 * report['mean'][m]:.2f} ± {100 * report['std'][m]:.2f}"
                         for m in sorted(metrics))
@@ -392,6 +436,8 @@ def parse_args(argv=None):
                    help="lambda = this x max(0, transferability)")
     g.add_argument("--save", metavar="DIR", help="keep each task's prompts and heads in DIR/TASK/ "
                                                  "(prompt tuning)")
+    g.add_argument("--replace", action="store_true", help="--save into DIR/TASK/ folders that hold prompts, "
+                                                          "after removing them")
     runtime.machine_options(ap)
     ap.add_argument("--out", default=None, help="write the report as JSON here")
     ap.add_argument("--predict", default=None, metavar="DIR",
@@ -408,10 +454,21 @@ def parse_args(argv=None):
     if (args.target_prompt or args.teachers) and not args.distill_from:
         ap.error("--target-prompt and --teachers go with --distill-from")
     try:  # the model is known now: a longer input than its positions would fail at the first batch
-        config = checkpoint.resolve_checkpoint(args.model) / "config.json"
+        folder = checkpoint.resolve_checkpoint(args.model)
+        config = folder / "config.json"
         positions = EncoderConfig.from_json(config).max_positions
     except (OSError, ValueError) as e:
         ap.error(f"--model {args.model}: {e}")
+    if (Path(args.model) / "latest").is_file():  # a train.py run folder: its latest checkpoint, once, for
+        args.model = str(folder)                 # every seed and task, though the run goes on saving
+    saved = [Path(args.save) / name for name in args.task] if args.save else []
+    taken = [p.name for p in saved if p.is_dir() and any(p.iterdir())]
+    if taken and not args.replace:
+        ap.error(f"--save {args.save}: {', '.join(taken)} already hold(s) saved prompts; a later --teachers "
+                 "or --prompt-init would mix them with this run's: choose another folder, or --replace")
+    if args.tuning == "prompt" and EncoderConfig.from_json(config).num_hidden_layers == 0:
+        ap.error(f"--tuning prompt: --model {args.model} has 0 layers, so its prompt (vectors in front of "
+                 "each layer's attention) would be empty and only the head would learn")
     if args.max_length is None:
         args.max_length = min(128, positions)
     if args.max_length > positions:
@@ -428,13 +485,17 @@ def main(argv=None):
           f"epochs {args.epochs}, batch {args.batch_size}, lr {args.lr}, "
           f"seeds {' '.join(map(str, args.seeds))}")
     try:
-        reports = [run_task(args, name, tok, machine) for name in args.task]
-    except (glue.FormatError, OSError) as e:
-        # a task file that is missing or not in its layout: say where, no traceback
+        # every task's files and prompts read and checked first: a bad row of the last task's test file
+        # would otherwise stop the command after the other tasks' training
+        identity = model_identity(args)
+        inputs = {name: task_inputs(args, name, identity) for name in args.task}
+        reports = [run_task(args, name, tok, machine, inputs=inputs.pop(name)) for name in args.task]
+    except (glue.FormatError, checkpoint.PromptError, OSError) as e:
+        # a task or prompt file that is missing, not in its layout or not what the run needs: say where
         raise SystemExit(f"error: {e}") from None
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        runtime.write_json(args.out, reports)  # written whole or not at all: the ablation reads it
+        checkpoint.write_json(args.out, reports)  # written whole or not at all: the ablation reads it
         print(f"report: {args.out}")
     return reports
 

@@ -182,13 +182,15 @@ def _read_tsv(task, path, lines, split) -> list[Example]:
                               f"it has {', '.join(names)}")
     col = {c: names.index(c) for c in names}
     idx = next((col[c] for c in ("index", "id") if c in col), None)  # else the row's number from 0
-    examples = []
+    examples, seen = [], {}
     for k, (n, line) in enumerate(rows):
         f = line.split("\t")
         if len(f) != len(names):  # too few, or a tab inside a text: either way the columns would shift
             raise FormatError(f"{path}:{n}: expected {len(names)} tab-separated columns "
                               f"({', '.join(names)}), found {len(f)}")
         label = None if split == "test" else _label(task, f[col[y]], f"{path}:{n}")
+        if split == "test" and idx is not None:
+            _test_idx(f[idx], f"{path}:{n}", seen)
         # strip: SST-2 ends every sentence with a space
         examples.append(Example(f[col[a]].strip(), f[col[b]].strip() if b else None, label,
                                 str(k) if idx is None else f[idx]))
@@ -211,10 +213,12 @@ def _read_jsonl(task, path, lines, split) -> list[Example]:
         rows = list(data.json_rows(path, lines))
     except ValueError as e:
         raise FormatError(str(e)) from None
-    examples = []
+    examples, seen = [], {}
     for where, row in rows:
         if missing := [k for k in dict.fromkeys(need) if k not in row]:
             raise FormatError(f"{where}: missing field {', '.join(missing)}")
+        if split == "test":
+            _test_idx(row["idx"], where, seen)
         if not_text := [k for k in texts if not isinstance(row[k], str)]:
             raise FormatError(f"{where}: field {', '.join(not_text)} is {json.dumps(row[not_text[0]])}, "
                               "expected a string")
@@ -237,6 +241,22 @@ def _read_jsonl(task, path, lines, split) -> list[Example]:
     return examples
 
 
+def _test_idx(value, where, seen):
+    """A test row's idx names its row of the submission file, so it is checked as the file is read,
+    before any training: a whole number (a JSON integer, or digits in a .tsv), given once. `seen`:
+    {idx: line} of the rows before."""
+    whole = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if not (whole or isinstance(value, str) and re.fullmatch(r"[0-9]+", value)):
+        shown = repr(value) if isinstance(value, str) else json.dumps(value)
+        raise FormatError(f"{where}: idx {shown} is not a whole number; "
+                          "a submission names each test row by it")
+    line = where.rsplit(":", 1)[1]
+    if int(value) in seen:
+        raise FormatError(f"{where}: idx {int(value)} again (first on line {seen[int(value)]}); "
+                          "a submission names each test row once")
+    seen[int(value)] = line
+
+
 def _mark_spans(row, where) -> str:
     """WSC asks whether a pronoun refers to a noun phrase, so the model must see both: the text with
     the noun phrase between asterisks and the pronoun between hashes ("*Mark* told Pete ... #He# ...").
@@ -244,14 +264,24 @@ def _mark_spans(row, where) -> str:
     The files give each span's word index in the text split on spaces, and its
     words. Where the words there are not the span's (2 of the 658 spans of
     train and val: an index one word off), the nearest occurrence is marked.
+    An index outside the text, or a span that would run past its end, is a
+    FormatError: nothing says which occurrence such a row meant.
     """
     target = row["target"]
+    keys = [f"span{i}_{part}" for i in "12" for part in ("index", "text")]
+    if not isinstance(target, dict):
+        raise FormatError(f"{where}: target is {json.dumps(target)}, "
+                          f"expected an object with {', '.join(keys)}")
     words = row["text"].split(" ")
     norm = lambda w: w.lower().strip(".,;:!?'\"*#")  # the marks too: the two spans may overlap
     for key, mark in (("span1", "*"), ("span2", "#")):
         index, span = target.get(f"{key}_index"), target.get(f"{key}_text")
-        if not isinstance(index, int) or not isinstance(span, str) or not span.split():
+        whole = isinstance(index, int) and not isinstance(index, bool)
+        if not whole or not isinstance(span, str) or not span.split():
             raise FormatError(f"{where}: target needs {key}_index (a word number) and {key}_text")
+        if not 0 <= index < len(words):
+            raise FormatError(f"{where}: {key}_index {index} is out of range: the text has "
+                              f"{len(words)} words (0 to {len(words) - 1})")
         n = len(span.split())
         first = norm(span.split()[0])
         here = lambda i: norm(words[i]).startswith(first) if 0 <= i < len(words) else False
@@ -259,6 +289,9 @@ def _mark_spans(row, where) -> str:
         if not found:
             raise FormatError(f"{where}: {key}_text {span!r} is not in the text")
         i = found[0]
+        if i + n > len(words):
+            raise FormatError(f"{where}: {key}_text {span!r} ({n} words from word {i}) runs past the end of "
+                              f"the text ({len(words)} words)")
         words[i] = mark + words[i]
         words[i + n - 1] = words[i + n - 1] + mark
     return " ".join(words)
@@ -297,6 +330,11 @@ def _mark_word(row) -> tuple[str, str]:
 #
 # The benchmarks keep their test labels; a test split's predictions go to their
 # servers in files of their own layout, each row under the idx it was read with.
+# A label is written as the SuperGLUE reference writers (jiant's) write it:
+# COPA's as the integers 0 and 1, WSC's as the strings "True" and "False",
+# the others (CB, WiC) as their names in the files.
+
+SUBMITTED_LABELS = {"COPA": (0, 1), "WSC": ("False", "True")}
 
 
 def submission_rows(task, examples, predictions) -> tuple[str, str]:
@@ -311,7 +349,7 @@ def submission_rows(task, examples, predictions) -> tuple[str, str]:
         if not 0 <= int(p) < len(task.labels):
             raise ValueError(f"prediction {p} is not a class index of {task.name} "
                              f"(0..{len(task.labels) - 1})")
-        return task.labels[int(p)]
+        return SUBMITTED_LABELS.get(task.name, task.labels)[int(p)]
 
     if task.kind == "superglue":
         rows = (json.dumps({"idx": int(e.idx), "label": name(p)}) + "\n"

@@ -255,6 +255,13 @@ class MaskingBatch:
     selection (--informative-split), trains on it, and applies the label
     smoothing of --smoothing. Positions outside `maskable` are never masked,
     whatever the function returns.
+
+    The contract: a rule is a pure function of its batch. It draws every
+    random number from `generator` and keeps nothing between calls (no
+    module-level counter, cache or random state): a run's masks then follow
+    from (seed, step, micro-batch) alone, and a resumed run repeats an
+    uninterrupted one. train.py calls a rule twice on one batch when the
+    method begins and refuses one whose two answers differ.
     """
     input_ids: torch.Tensor          # (batch, length) token ids, unmasked
     maskable: torch.Tensor           # (batch, length) bool: False at special tokens and padding

@@ -381,7 +381,8 @@ class Prompt(nn.Module):
 
     def __init__(self, config: EncoderConfig, length: int = 20, seed: int = 0):
         super().__init__()
-        self.prefix = nn.Parameter(self.start((config.num_hidden_layers, 2, length, config.hidden_size), seed))
+        shape = (config.num_hidden_layers, 2, length, config.hidden_size)
+        self.prefix = nn.Parameter(self.start(shape, seed))
 
     @staticmethod
     def start(shape, seed: int) -> torch.Tensor:

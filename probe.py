@@ -1,9 +1,13 @@
 """
 probe.py -- what a checkpoint knows, and what its self-questioning sees.
 
-    python probe.py --model minilm "Paris is the [MASK] of France."   # the top fillers of each mask
+    python probe.py --model runs/demo "Paris is the [MASK] of France."  # the top fillers of each mask
     python probe.py --model runs/demo --blimp --json blimp.json        # linguistic knowledge (BLiMP)
     python probe.py --model runs/demo --text other.txt                 # MLM on text it was not trained on
+
+A model without a trained MLM head (the raw MiniLM: an encoder alone) would be
+probed through a head drawn at random, so the command refuses it unless
+--fresh-head-ok, and then flags every number ("fresh_head": true).
 
 Training reports with these functions, and anyone can point them at any
 checkpoint:
@@ -26,6 +30,7 @@ checkpoint:
 import argparse
 import html
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import checkpoint
 import data
 import runtime
 from masking import IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, special_tokens_mask
-from checkpoint import DEFAULT_MODELS
 from model import MaskedLM
-from self_evolution import MaskingContext, question, rule_input, select
+from self_evolution import MaskingContext, check_rule, question, rule_input, select
 from tokenizer import Tokenizer
 
 EVAL_SEED = 1234  # the seed of every fixed held-out mask
@@ -55,6 +60,9 @@ def fill_mask(model: MaskedLM, tok: Tokenizer, text: str, k: int = 5):
         text = text.replace(generic, tok.mask_token)
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in tok(text).items()}
+    if batch["input_ids"].shape[1] > model.config.max_positions:
+        raise ValueError(f"{_shown(text)}: {batch['input_ids'].shape[1]} tokens, more than the model's "
+                         f"{model.config.max_positions} positions")
     masked = batch["input_ids"] == tok.mask_id
     if not masked.any():
         raise ValueError(f"no mask token in {text!r}; "
@@ -65,6 +73,11 @@ def fill_mask(model: MaskedLM, tok: Tokenizer, text: str, k: int = 5):
     word = lambda i: tok.decode([i]).strip() or tok.tokens([i])[0]
     fillers = lambda ids, ps: [(word(i), p) for i, p in zip(ids.tolist(), ps.tolist())]
     return [fillers(ids, ps) for ids, ps in zip(top.indices, top.values)]
+
+
+def _shown(text, n=60):
+    """A text for a message: its first n characters."""
+    return repr(text if len(text) <= n else text[:n] + "...")
 
 
 # -----------------------------------------------------------------------------
@@ -105,7 +118,8 @@ def hardest_masks(method, model, tok, blocks, n, batch_size, machine):
         on_device = ids.to(machine.device)
         scores = score_tokens(question(model, on_device, precision=rule.questioning_precision), on_device,
                               rule.score).cpu()
-        selected = select(rule, rule_input(rule, model, tok, ids, generator, MaskingContext(stored_scores=scores)))
+        batch = rule_input(rule, model, tok, ids, generator, MaskingContext(stored_scores=scores))
+        selected = select(rule, batch)
         corrupted, labels = apply_mask(ids, selected, tok.mask_id), labels_for(ids, selected)
         out.append((corrupted.to(machine.device), labels.to(machine.device)))
     return out
@@ -203,6 +217,9 @@ def method_start(method, model, tok, heldout, machine, out, *, n, batch_size, sa
     of the first `n` held-out blocks, masked and saved (out/HARDEST) so that every later evaluation,
     resumed runs' included, scores the same tokens. Returns those batches (None without held-out
     blocks). Process 0 alone calls it."""
+    if method.rule:  # a rule of your own must be a pure function of its batch
+        ids = tok(sample)["input_ids"].to(machine.device)
+        check_rule(method, model, tok, ids, MaskingContext(token_counts=token_counts))
     hard = None
     if len(heldout):
         hard = hardest_masks(method, model, tok, heldout, n, batch_size, machine)
@@ -214,6 +231,21 @@ def method_start(method, model, tok, heldout, machine, out, *, n, batch_size, sa
                              token_counts=token_counts)
             print(f"token scores of held-out passages: {out / 'scores.html'}")
     return hard
+
+
+def load_hardest(out, device):
+    """The hardest-token batches method_start saved in the run folder `out` (None if it saved none).
+    They cannot be made again (they are the hardest tokens of the model as the method began), so a
+    damaged file is refused, naming it."""
+    path = out / HARDEST
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch reports a truncated file in several ways, none of which names it
+        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                         "it fixed the held-out hardest tokens when the method began. Start a new run, or "
+                         "delete it to resume without the hardest-token evaluation") from None
 
 
 def text_mlm(model, tok, path, machine, block_length=128, blocks=256, cache_dir=None):
@@ -256,7 +288,8 @@ def read_blimp(data_root=None, pairs_per_paradigm=None) -> dict:
                 if pairs_per_paradigm is not None and len(pairs) == pairs_per_paradigm:
                     break
                 if any(not isinstance(row.get(k), str) for k in BLIMP_FIELDS):
-                    raise ValueError(f"{where}: expected an object with the strings {', '.join(BLIMP_FIELDS)}")
+                    raise ValueError(f"{where}: expected an object with the strings "
+                                     f"{', '.join(BLIMP_FIELDS)}")
                 pairs.append((row["sentence_good"], row["sentence_bad"]))
                 field = row["field"].replace("/", "_")  # one file spells syntax_semantics "syntax/semantics"
         if not pairs:
@@ -266,9 +299,10 @@ def read_blimp(data_root=None, pairs_per_paradigm=None) -> dict:
 
 
 @torch.no_grad()
-def pseudo_log_likelihoods(model, tok, sentences, machine, tokens_per_batch=4096, quiet=True):
+def pseudo_log_likelihoods(model, tok, sentences, machine, tokens_per_batch=4096, quiet=True, name=None):
     """PLL of every sentence (float64): the sum over its tokens (special ones aside) of
-    log p(token | the sentence with that token masked).
+    log p(token | the sentence with that token masked). A sentence longer than the model's
+    positions is a ValueError naming it: `name(i)` says what sentence i is (else "sentence i+1").
 
     Each token is masked in a copy of its own. The copies of all sentences of
     one length go through the model together, in batches of about
@@ -279,6 +313,11 @@ def pseudo_log_likelihoods(model, tok, sentences, machine, tokens_per_batch=4096
     model.eval()
     ids = [e.ids for e in tok.tok.encode_batch(list(sentences))]
     lengths = np.array([len(i) for i in ids])
+    limit = model.config.max_positions
+    if (too_long := np.flatnonzero(lengths > limit)).size:
+        i = int(too_long[0])
+        raise ValueError(f"{name(i) if name else f'sentence {i + 1}'} is {lengths[i]} tokens, more than the "
+                         f"model's {limit} positions: {_shown(sentences[i])}")
     pll = np.zeros(len(sentences))
     for length in tqdm(np.unique(lengths), desc="pseudo-log-likelihoods", disable=quiet, leave=False):
         members = np.flatnonzero(lengths == length)
@@ -303,7 +342,11 @@ def blimp(model, tok, paradigms, machine, quiet=True) -> dict:
     """Accuracy on BLiMP pairs: the mean over paradigms (as the BLiMP paper reports), the mean per
     field, per paradigm, and whether each pair was right (`correct`, for paired comparisons)."""
     sentences = [s for p in paradigms.values() for pair in p["pairs"] for s in pair]
-    pll = pseudo_log_likelihoods(model, tok, sentences, machine, quiet=quiet).reshape(-1, 2)
+    pairs = [(name, k) for name, p in paradigms.items() for k in range(len(p["pairs"]))]
+    side = ("grammatical", "ungrammatical")
+    which = lambda i: (f"BLiMP paradigm {pairs[i // 2][0]}, pair {pairs[i // 2][1] + 1} "
+                       f"({side[i % 2]} sentence)")
+    pll = pseudo_log_likelihoods(model, tok, sentences, machine, quiet=quiet, name=which).reshape(-1, 2)
     correct, start = {}, 0
     for name, p in paradigms.items():
         correct[name] = (pll[start:start + len(p["pairs"]), 0] > pll[start:start + len(p["pairs"]), 1])
@@ -326,8 +369,12 @@ def parse_args(argv=None):
                                              "BLiMP's minimal pairs, or the MLM loss on a text file.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("text", nargs="*", help="sentence(s) with [MASK] or <mask> where a word should go")
-    runtime.model_option(ap, help="checkpoint folder, train.py run folder, hub id, or one of: "
-                                  f"{', '.join(DEFAULT_MODELS)}")
+    runtime.model_option(ap, default="runs/demo",
+                         help="checkpoint folder, train.py run folder, hub id, or one of: "
+                              f"{', '.join(checkpoint.DEFAULT_MODELS)}")
+    ap.add_argument("--fresh-head-ok", action="store_true",
+                    help="probe a model without a trained MLM head (the raw MiniLM) through a head drawn at "
+                         "random, its numbers flagged; refused otherwise")
     ap.add_argument("--top-k", type=runtime.number(int, at_least=1), default=5,
                     help="fillers to show per mask")
     ap.add_argument("--blimp", action="store_true", help="accuracy on BLiMP's minimal pairs, by PLL")
@@ -342,8 +389,8 @@ def parse_args(argv=None):
     ap.add_argument("--block-length", type=runtime.number(int, at_least=3), default=128,
                     help="tokens per block of the text file (at most the model's positions)")
     runtime.machine_options(ap, precisions=("auto", "bf16", "fp32"),
-                            precision_help="auto: bf16 where the device computes it natively (it only ranks), "
-                                           "else fp32")
+                            precision_help="auto: bf16 where the device computes it natively (it only "
+                                           "ranks), else fp32")
     ap.add_argument("--json", metavar="FILE", help="write the results here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
@@ -352,33 +399,67 @@ def parse_args(argv=None):
     return args
 
 
+def load_probed(args, machine):
+    """The model to probe, and the MLM-head modules it has no trained weights for (model.fresh_modules).
+    Those are drawn at random, and so would be every filler, BLiMP score and MLM loss: refused unless
+    --fresh-head-ok."""
+    try:
+        with warnings.catch_warnings():  # the refusal below says it, or the note of main
+            warnings.filterwarnings("ignore", message=".*has no MLM head")
+            model = MaskedLM.from_pretrained(args.model).to(machine.device)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: --model {args.model}: {e}") from None
+    fresh = list(getattr(model, "fresh_modules", []))
+    if fresh and not args.fresh_head_ok:
+        raise SystemExit(f"error: --model {args.model} has no trained MLM head ({', '.join(fresh)} would be "
+                         "drawn at random), so its fillers, BLiMP scores and MLM loss would measure a random "
+                         "head, another at every run. Probe a checkpoint with a trained head (a train.py "
+                         "run; --head-steps trains one), or add --fresh-head-ok to see the random head's "
+                         "numbers, flagged")
+    return model, fresh
+
+
 def main(argv=None):
     args = parse_args(argv)
     machine = runtime.setup(args.device, "fp32")
     if args.precision == "bf16" or (args.precision == "auto" and runtime.native_bf16(machine.device)):
         machine = replace(machine, precision="bf16")
-    model = MaskedLM.from_pretrained(args.model).to(machine.device)
+    model, fresh = load_probed(args, machine)
     tok = Tokenizer(args.model)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.model}: {model.config.model_type}, {model.config.num_hidden_layers} layers, "
           f"hidden {model.config.hidden_size}, {n / 1e6:.1f}M parameters | "
           f"{machine.device}, {machine.precision}")
-    results = {"model": str(args.model), "precision": machine.precision}
-    for text in args.text:
-        print(text)
-        for i, fillers in enumerate(fill_mask(model, tok, text, args.top_k)):
-            print(f"  mask {i + 1}: " + "  ".join(f"{w} ({p:.3f})" for w, p in fillers))
-    if args.blimp:
-        try:
+    flag = " [random MLM head]" if fresh else ""
+    if fresh:
+        print(f"note: the MLM head ({', '.join(fresh)}) was drawn at random (--fresh-head-ok): every number "
+              "below measures that random head, not what the model learned")
+    results = {"model": str(args.model), "precision": machine.precision, "fresh_head": bool(fresh)}
+    try:
+        for text in args.text:
+            fills = fill_mask(model, tok, text, args.top_k)
+            print(text + flag)
+            for i, fillers in enumerate(fills):
+                print(f"  mask {i + 1}: " + "  ".join(f"{w} ({p:.3f})" for w, p in fillers))
+        if args.blimp:
             paradigms = read_blimp(args.data_root, args.pairs_per_paradigm)
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"error: {e}") from None
-        t0 = time.time()
-        results["blimp"] = blimp(model, tok, paradigms, machine, quiet=args.quiet)
+            t0 = time.time()
+            results["blimp"] = blimp(model, tok, paradigms, machine, quiet=args.quiet)
+    except (OSError, ValueError) as e:  # a malformed file, a text or pair longer than the positions, no mask
+        raise SystemExit(f"error: {e}") from None
+    if args.blimp:
         results["blimp"]["seconds"] = round(time.time() - t0, 1)
         report = results["blimp"]
+        # a paradigm with fewer pairs than asked is scored on all it has, and says so
+        short = {name: len(p["pairs"]) for name, p in paradigms.items()
+                 if len(p["pairs"]) < args.pairs_per_paradigm}
+        report.update(pairs_per_paradigm=args.pairs_per_paradigm, short_paradigms=short)
         print(f"BLiMP: {100 * report['accuracy']:.1f}% (mean over {len(paradigms)} paradigms, "
-              f"{report['pairs']} pairs, {report['seconds']:.0f} s)")
+              f"{report['pairs']} pairs, {report['seconds']:.0f} s){flag}")
+        if short:
+            print(f"  note: {len(short)} of the {len(paradigms)} paradigms hold fewer than the "
+                  f"{args.pairs_per_paradigm} pairs asked, and are scored on all they have: "
+                  + ", ".join(f"{name} ({k})" for name, k in short.items()))
         for field, accuracy in report["fields"].items():
             print(f"  {field:18s} {100 * accuracy:.1f}")
         for name, accuracy in report["paradigms"].items():
@@ -390,10 +471,10 @@ def main(argv=None):
             raise SystemExit(f"error: {e}") from None
         t = results["text"]
         print(f"{t['file']}: MLM loss {t['mlm_loss']:.3f}, accuracy {t['mlm_accuracy']:.3f} "
-              f"({t['blocks']} blocks of {t['block_length']}, 15% masked at random with a fixed seed)")
+              f"({t['blocks']} blocks of {t['block_length']}, 15% masked at random with a fixed seed){flag}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        runtime.write_json(args.json, results)
+        checkpoint.write_json(args.json, results)
         print(f"results: {args.json}")
     return results
 

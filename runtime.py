@@ -72,8 +72,8 @@ def number(kind=float, *, at_least=None, above=None, at_most=None, below=None):
 class _Distinct(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         if len(set(values)) < len(values):
-            parser.error(f"{option_string} {' '.join(map(str, values))}: a seed given twice would count one run "
-                         "twice")
+            parser.error(f"{option_string} {' '.join(map(str, values))}: a seed given twice would count one "
+                         "run twice")
         setattr(namespace, self.dest, values)
 
 
@@ -98,14 +98,15 @@ def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
     return parser.parse_args(argv, namespace)
 
 
-def model_option(parser, default="minilm", help="checkpoint folder, train.py run folder, hub id, or 'minilm'"):
+def model_option(parser, default="minilm",
+                 help="checkpoint folder, train.py run folder, hub id, or 'minilm'"):
     """--model: what every script starts from (checkpoint.resolve_checkpoint reads it)."""
     parser.add_argument("--model", default=default, help=help)
 
 
 def machine_options(parser, precisions=("auto", "bf16", "fp16", "fp32"),
-                    precision_help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older GPUs, "
-                                   "fp32 on CPU"):
+                    precision_help="auto: bf16 on GPUs that have it, fp16 with a gradient scaler on older "
+                                   "GPUs, fp32 on CPU"):
     """--device and --precision, as setup() takes them."""
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda, cuda:1, ... (under torchrun each process takes the GPU of its "
@@ -353,7 +354,8 @@ def train_step(model, optimizer, scaler, micro_batches, micro_loss, *, seed, ste
     for j, (micro, input_ids, context) in enumerate(micro_batches):
         generator = step_generator(seed, step, micro, input_ids.device)
         last = j == len(micro_batches) - 1
-        with model.no_sync() if machine.world > 1 and not last else nullcontext():  # all-reduce after the last
+        # DDP all-reduces the gradients once, after the last micro-batch
+        with model.no_sync() if machine.world > 1 and not last else nullcontext():
             with machine.autocast:
                 loss, n = micro_loss(input_ids, generator, context)
                 loss = loss / n_micro
@@ -395,14 +397,16 @@ class StepLog:
     def add(self, loss, counted, finite, inputs):
         """One step: its loss, the tokens it was a mean over and whether it was finite (tensors, as
         train_step returns them), and the input tokens it read."""
-        self.sums += torch.stack([loss.nan_to_num(), counted.float(), (counted == 0).float(), (~finite).float()])
+        self.sums += torch.stack([loss.nan_to_num(), counted.float(), (counted == 0).float(),
+                                  (~finite).float()])
         self.steps, self.inputs = self.steps + 1, self.inputs + inputs
 
     def phase_begins(self, step):
         self.phase_began, self.counted_in_phase = step, 0
 
     def write(self, step, phase, lr, bar, checked):
-        """The log line of the steps since the last; stop if the phase's first `checked` steps had no token."""
+        """The log line of the steps since the last; stop if one was not finite, or if the phase's first
+        `checked` steps had no token."""
         world = self.machine.world
         if world > 1:
             dist.all_reduce(self.sums)
@@ -411,8 +415,8 @@ class StepLog:
             run = self.path.parent
             last = checkpoint.latest_checkpoint(run) if (run / "latest").is_file() else "none"
             raise SystemExit(f"steps {step - self.steps + 1}-{step}: the loss or the gradient norm was not "
-                             f"finite in {diverged:.0f} of them; training diverged, and nothing of it was saved: "
-                             f"the last good checkpoint is {last}. Lower --lr, or keep --clip on")
+                             f"finite in {diverged:.0f} of them; training diverged, and nothing of it was "
+                             f"saved: the last good checkpoint is {last}. Lower --lr, or keep --clip on")
         entry = {"step": step, "phase": phase, "loss": loss_sum / self.steps, "lr": lr,
                  "tokens_per_s": self.inputs * world / max(time.time() - self.t0, 1e-9)}
         self.record(entry)
@@ -488,18 +492,12 @@ def check_outputs(outputs, what):
 # 6. Reports
 
 
-def write_json(path, results):
-    """`results` as indented JSON at `path`: the whole file or, after a crash, the one it replaces."""
-    text = json.dumps(results, indent=1) + "\n"
-    checkpoint.atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
-
-
 def write_report(folder, text, results):
     """A study's report in `folder`: README.md (what a reader reads) and results.json (the numbers)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write(folder / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
-    write_json(folder / "results.json", results)
+    checkpoint.write_json(folder / "results.json", results)
 
 
 # What an artifact was made from. A later command reuses an artifact (a stage
@@ -511,20 +509,11 @@ def write_report(folder, text, results):
 PROVENANCE = "provenance.json"
 
 
-def fingerprint(path) -> str:
-    """The SHA-256 of a file's bytes, or of a folder's files (their names and bytes, in order)."""
-    path = Path(path)
-    if path.is_file():
-        return data.file_sha256(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    return data.sha256("\n".join(f"{p.relative_to(path)} {data.file_sha256(p)}" for p in files))
-
-
 def provenance(inputs: dict, settings: dict) -> dict:
     """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
     path, such as 'wiki', stands for itself) and the settings that decide it, as JSON has them."""
     def of(value):
-        return fingerprint(value) if Path(value).exists() else str(value)
+        return checkpoint.fingerprint(value) if Path(value).exists() else str(value)
     return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
                        for k, vs in inputs.items()},
             "settings": json.loads(json.dumps(settings, default=str))}
@@ -551,4 +540,4 @@ def reusable(folder, record, what) -> bool:
 
 
 def record_provenance(folder, record):
-    write_json(Path(folder) / PROVENANCE, record)
+    checkpoint.write_json(Path(folder) / PROVENANCE, record)

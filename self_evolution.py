@@ -86,10 +86,11 @@ class Method:
         M, number = Method, runtime.number
         share = number(float, at_least=0, at_most=1)
         group.add_argument("--masking", choices=["random", "informative"], default=M.masking,
-                           help="BERT's random masking, or the tokens self-questioning finds hardest (stage 1)")
-        group.add_argument("--score", choices=["loss", "entropy"], default=M.score, help="self-questioning score")
+                           help="BERT's random masking, or the tokens self-questioning finds hardest")
+        group.add_argument("--score", choices=["loss", "entropy"], default=M.score,
+                           help="self-questioning score")
         group.add_argument("--select", choices=["ratio", "threshold"], default=M.select,
-                           help="top tokens up to --ratio, or every token above --threshold (the authors' rule)")
+                           help="top tokens up to --ratio, or every token above --threshold (the authors')")
         group.add_argument("--ratio", type=number(float, above=0, at_most=1), default=M.ratio,
                            help="masking budget per sequence")
         group.add_argument("--threshold", type=number(float), default=M.threshold,
@@ -101,13 +102,14 @@ class Method:
                            help="how selected informative tokens are corrupted; the authors mask them all")
         group.add_argument("--whole-word", action="store_true", help="random masking selects whole words")
         group.add_argument("--masking-fn", metavar="FILE.py:FUNCTION", default=M.masking_fn,
-                           help="your own masking rule instead of --masking: a function of a masking.MaskingBatch "
-                                "that returns the bool selection (see tutorial/exercises); the selection is "
-                                "corrupted by --informative-split")
+                           help="your own masking rule instead of --masking: a function of a "
+                                "masking.MaskingBatch that returns the bool selection (see "
+                                "tutorial/exercises); the selection is corrupted by --informative-split")
         group.add_argument("--questioning", choices=["online", "offline"], default=M.questioning,
                            help="score tokens in the training step (one extra forward) or in one pass before "
                                 "training (the authors' way)")
-        group.add_argument("--questioning-precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+        group.add_argument("--questioning-precision", choices=["auto", "bf16", "fp16", "fp32"],
+                           default="auto",
                            help="of the questioning forward alone (it only ranks tokens and gives TLS its "
                                 "targets): auto: bf16 where the device computes it natively, else the "
                                 "training precision")
@@ -174,7 +176,7 @@ def question(model, input_ids, positions=None, precision="fp32"):
     return logits
 
 
-def offline_scores(method, model, blocks, path, batch_size, machine, quiet=False):
+def offline_scores(method, model, blocks, path, batch_size, machine, quiet=False, stop=None):
     """Stage 1 the authors' way: score every training block once, before training.
 
     The authors run a separate fairseq pass at learning rate 0 and keep the
@@ -183,20 +185,35 @@ def offline_scores(method, model, blocks, path, batch_size, machine, quiet=False
     from them. Training then reads its rows and computes only the references.
     Under torchrun the processes (of one machine: they share the file's pages)
     score their shares of the blocks into the same file; all of them must call
-    this together.
+    this together. With `stop` (a runtime.StopRequest), Ctrl-C ends the pass
+    between two batches: None is returned and nothing is kept. Scores already
+    in `path` (a resumed run's) are read back, their shape checked.
     """
+    if os.path.exists(path):
+        scores = np.load(path, mmap_mode="r")
+        if scores.shape != (len(blocks), blocks.block_length):
+            raise SystemExit(f"{path}: the scores of {scores.shape[0]} blocks of {scores.shape[1]} tokens, "
+                             f"for a corpus of {len(blocks)} blocks of {blocks.block_length}")
+        return scores
     tmp = str(path) + ".tmp.npy"
     if machine.main:
         shape = (len(blocks), blocks.block_length)
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape).flush()
     machine.barrier()
     scores = np.load(tmp, mmap_mode="r+")
-    starts = range(machine.rank * batch_size, len(blocks), machine.world * batch_size)
-    for start in tqdm(starts, desc="self-questioning pass", disable=quiet or not machine.main):
-        rows = np.arange(start, min(len(blocks), start + batch_size))
-        ids = blocks.batch(rows).to(machine.device)
-        s = score_tokens(question(model, ids, precision=method.questioning_precision), ids, method.score)
-        scores[rows] = s.cpu().numpy()
+    rounds = -(-len(blocks) // (machine.world * batch_size))  # as many for every process: they vote in each
+    for r in tqdm(range(rounds), desc="self-questioning pass", disable=quiet or not machine.main):
+        if stop is not None and machine.anyone(stop.requested):  # Ctrl-C: between two batches
+            del scores
+            machine.barrier()
+            if machine.main:
+                os.remove(tmp)
+            return None
+        rows = np.arange((r * machine.world + machine.rank) * batch_size, len(blocks))[:batch_size]
+        if len(rows):
+            ids = blocks.batch(rows).to(machine.device)
+            s = score_tokens(question(model, ids, precision=method.questioning_precision), ids, method.score)
+            scores[rows] = s.cpu().numpy()
     scores.flush()
     del scores
     machine.barrier()
@@ -236,6 +253,19 @@ def select(method, batch):
     threshold = method.threshold if method.select == "threshold" else None
     return select_informative(batch.scores(method.score), batch.maskable, method.ratio, threshold,
                               method.informative_fraction, batch.generator)
+
+
+def check_rule(method, model, tok, input_ids, context=MaskingContext()):
+    """Refuse a --masking-fn rule that is not a pure function of its batch (masking.MaskingBatch's
+    contract): asked twice about the same batch with the same generator, it must answer alike. A rule
+    that keeps state between calls would make a resumed run differ from an uninterrupted one."""
+    answers = [select(method, rule_input(method, model, tok, input_ids,
+                                          torch.Generator(input_ids.device).manual_seed(0), context))
+               for _ in range(2)]
+    if not torch.equal(*answers):
+        raise SystemExit(f"--masking-fn {method.masking_fn}: asked twice about the same batch with the same "
+                         "generator, it selected different tokens; a rule must be a pure function of its "
+                         "batch (random numbers from batch.generator only, no state kept between calls)")
 
 
 class Corrupted(NamedTuple):

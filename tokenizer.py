@@ -62,6 +62,7 @@ class Tokenizer:
         tok.no_padding()
         tok.no_truncation()
         self.tok = tok
+        self._plain = None  # encode_plain's copy, made when first needed
         ids = {}
         for k, token in names.items():
             ids[k] = tok.token_to_id(token)
@@ -146,8 +147,15 @@ class Tokenizer:
         return out
 
     def encode_plain(self, texts) -> list[list[int]]:
-        """Token ids without special tokens, for many texts at once (corpus building)."""
-        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+        """Token ids of text, for many texts at once (corpus building): no special tokens added, and
+        none read from the text either. A corpus that writes "[MASK]" or "<pad>" means those
+        characters; read as the special ids, they would be inputs the model never trains to predict
+        (masking leaves special tokens alone), unannounced. So a copy of the tokenizer that encodes
+        special-token strings as plain text does it (a copy: fill-mask needs its [MASK])."""
+        if self._plain is None:
+            self._plain = type(self.tok).from_str(self.tok.to_str())
+            self._plain.encode_special_tokens = True
+        return [e.ids for e in self._plain.encode_batch(list(texts), add_special_tokens=False)]
 
     def tokens(self, ids) -> list[str]:
         return [self.tok.id_to_token(int(i)) for i in ids]

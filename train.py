@@ -107,7 +107,8 @@ def parse_args(argv=None):
     g = ap.add_argument_group("optimisation")
     g.add_argument("--steps", type=count, default=60000,
                    help="optimizer steps of the chosen method, after --head-steps (0: the head alone)")
-    g.add_argument("--batch-size", type=positive, default=8, help="sequences per optimizer step, all processes")
+    g.add_argument("--batch-size", type=positive, default=8,
+                   help="sequences per optimizer step, all processes")
     g.add_argument("--micro-batch-size", type=positive, default=None,
                    help="sequences per forward pass (gradient accumulation); None: the whole batch")
     g.add_argument("--lr", type=number(float, at_least=0), default=1e-5)
@@ -120,7 +121,8 @@ def parse_args(argv=None):
                    help="AdamW decay; biases and LayerNorm are never decayed")
     g.add_argument("--betas", type=number(float, at_least=0, below=1), nargs=2, default=[0.9, 0.999])
     g.add_argument("--eps", type=number(float, above=0), default=1e-6)
-    g.add_argument("--clip", type=number(float, at_least=0), default=1.0, help="gradient-norm clipping (0: off)")
+    g.add_argument("--clip", type=number(float, at_least=0), default=1.0,
+                   help="gradient-norm clipping (0: off)")
     g.add_argument("--dropout", type=number(float, at_least=0, below=1), default=0.1,
                    help="hidden and attention dropout")
     g.add_argument("--head-steps", type=count, default=0,
@@ -211,17 +213,13 @@ def setup(args, method, machine, out) -> Run:
     if (args.batch_size // args.micro_batch_size) % world:
         raise SystemExit(f"--batch-size / --micro-batch-size = {args.batch_size // args.micro_batch_size} "
                          f"micro-batches do not split over {world} processes")
-    if (out / "latest").exists() and not args.resume:
-        raise SystemExit(f"{out} already holds a run ({latest_checkpoint(out).name}): "
-                         "continue it with --resume, or choose another --out")
+    start = checkpoint.resume_point(out, args.resume)
     questioning = runtime.questioning_precision(args.questioning_precision, device, machine.precision)
     method = replace(method, questioning_precision=questioning)
     settings = {**vars(args), "device": str(device), "precision": machine.precision,
                 "questioning_precision": questioning}
-    start = latest_checkpoint(out) if args.resume else None
     if start:
         state, trained_with = checkpoint.load_state(start, device)
-        checkpoint.check_resume(out, settings, trained_with, CHANGEABLE_ON_RESUME)
     machine.check_shared(out, data.cache_folder(args.cache_dir))  # what the first process writes, all read
 
     tok = Tokenizer(start or args.model)
@@ -235,6 +233,12 @@ def setup(args, method, machine, out) -> Run:
                                             args.heldout, args.cache_dir, args.seed, args.text_field)
     if machine.main:
         machine.barrier()
+    # What the run is made from, by content: an edited corpus or rule file is another run.
+    settings["corpus_sha256"] = info["corpus_sha256"]
+    if args.masking_fn:
+        settings["masking_fn_sha256"] = checkpoint.fingerprint(args.masking_fn.rpartition(":")[0])
+    if start:
+        checkpoint.check_resume(out, settings, trained_with, CHANGEABLE_ON_RESUME)
     if len(train) < args.batch_size:
         raise SystemExit(f"{len(train)} training blocks (and {len(heldout)} held-out) are fewer than one "
                          f"batch of {args.batch_size}: add text, or lower --batch-size or --block-length")
@@ -265,7 +269,7 @@ def setup(args, method, machine, out) -> Run:
     run.say(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
             f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
     run.say("settings: " + " ".join(f"{k}={v}" for k, v in sorted(settings.items())
-                                    if k not in ("sample", "quiet")))
+                                    if k not in ("sample", "quiet") and not k.endswith("_sha256")))
     return run
 
 
@@ -314,8 +318,8 @@ def train(run):
     log = runtime.StepLog(run.out / LOG, machine, step)
     random_masks = probe.random_masks(run.tok, run.heldout, a.eval_blocks, a.micro_batch_size, machine.device)
     hardest = None
-    if (run.out / probe.HARDEST).exists() and step > a.head_steps:  # a resumed run scores the same tokens
-        hardest = torch.load(run.out / probe.HARDEST, map_location=machine.device, weights_only=True)
+    if step > a.head_steps and machine.main:  # a resumed run scores the same tokens
+        hardest = probe.load_hardest(run.out, machine.device)
     if not random_masks:
         run.say("no held-out blocks (--heldout 0): the held-out evaluations and the score page are skipped")
     if step == 0 and a.head_steps:
@@ -341,16 +345,19 @@ def train(run):
                 evaluate(run, log, step, "head trained" if step > 0 else "start", random_masks, hardest)
             if phase == se.METHOD and offline and scores is None:  # the authors' pass; on resume, read back
                 path = run.out / f"scores-step{a.head_steps}.npy"
-                scores = np.load(path, mmap_mode="r") if path.exists() else se.offline_scores(
-                    method, run.model, run.train, path, a.micro_batch_size, machine, a.quiet)
+                scores = se.offline_scores(method, run.model, run.train, path, a.micro_batch_size, machine,
+                                           a.quiet, stop)
+                if scores is None:  # Ctrl-C in the pass: stop before this step
+                    continue
             lr = lr_at(step)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr_at(step, head_lr=a.head_lr if group["head"] else None)
             progress = min(1.0, max(0, step - a.head_steps) / max(1, a.steps - 1))
             context = se.MaskingContext(phase, progress, run.token_counts)
             batches = micro_batches(run, step, context, scores if phase == se.METHOD else None)
-            loss, masked, finite = runtime.train_step(run.wrapped, run.optimizer, run.scaler, batches, loss_of,
-                                              seed=a.seed, step=step, machine=machine, clip=a.clip)
+            loss, masked, finite = runtime.train_step(run.wrapped, run.optimizer, run.scaler, batches,
+                                                      loss_of, seed=a.seed, step=step, machine=machine,
+                                                      clip=a.clip)
             log.add(loss, masked, finite, len(batches) * a.micro_batch_size * a.block_length)
             step += 1
             bar.update(1)
@@ -375,7 +382,8 @@ def report(run, step, log, stop):
     start, the method's start and the end, and the checkpoint."""
     if stop.requested:
         path = run.save(step)
-        print(f"\ninterrupted at step {step} of {run.total}; saved {path}; continue with --resume", flush=True)
+        print(f"\ninterrupted at step {step} of {run.total}; saved {path}; continue with --resume",
+              flush=True)
         return
     evals = [e for e in log.history if e["phase"] in ("start", "head trained", "end")]
     for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
@@ -396,7 +404,8 @@ def main(argv=None):
     with checkpoint.RunLock(out) if machine.main else nullcontext():
         run = setup(args, method, machine, out)
         if run.start_step >= run.total:
-            run.say(f"the run is complete: step {run.start_step} of {run.total}; give a larger --steps to go on")
+            run.say(f"the run is complete: step {run.start_step} of {run.total}; "
+                    "give a larger --steps to go on")
             return []
         step, log, stop = train(run)
         if machine.main:

@@ -25,8 +25,16 @@ From one starting checkpoint, one corpus, one budget of steps and one seed, it
 
 Each stage runs the project's own command lines, printed as they run: train.py
 in a process of its own, finetune.py's main. Every stage stores its result in
---out and is skipped when it is already there, so a stopped ablation
-continues where it stopped when run again.
+a folder of its own under --out, with the record of what it was made from (the
+content of its model and files, and its settings: runtime.provenance), and is
+skipped when that record matches, so a stopped ablation continues where it
+stopped when run again; a stage made from anything else is refused, naming
+what differs:
+
+    out/provenance.json                   the ablation's record (start model, corpus, BLiMP, settings)
+    out/pretrain/<name>/                  summary.json, provenance.json, run/ (train.py's run folder)
+    out/probe/<name>-<step>/              probe.json, provenance.json
+    out/finetune/<name>/<task>/           report.json, provenance.json
 A checkpoint without an MLM head (MiniLM) first gets train.py's random-masking
 steps for its head (--head-steps), and that model is the common start of all variants.
 """
@@ -44,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import checkpoint
 import data
 import finetune
 import glue
@@ -158,23 +167,84 @@ def parse_args(argv=None):
     return args
 
 
+# -----------------------------------------------------------------------------
+# 0. What a stage is made from (transfer.py's stages use these too)
+#
+# A stage is reused only when runtime.reusable finds its record, beside its
+# result, equal to what it would be made from now; one made from anything else
+# is refused, naming what differs. A stage without a record did not finish:
+# it runs (a train.py run it left resumes).
+
+# Options that say where things are, or how a command shows itself, not what a stage makes: what the files
+# they name hold is among the record's inputs, by content. --device is left out too, so that a stopped
+# study may continue on another machine (its last digits may differ; the report names the hardware).
+PLACES = {"model", "out", "save", "data-root", "cache-dir", "device", "quiet", "resume",
+          "prompt-init", "distill-from", "target-prompt", "teachers"}
+
+
+def content(path):
+    """What a stage records of a file or folder it reads: its checkpoint.fingerprint (hashed once per
+    command); a path that does not exist stands for its name, as in runtime.provenance (the stage that
+    reads it fails, naming it)."""
+    return checkpoint.fingerprint(path) if Path(path).exists() else str(path)
+
+
+def settings_of(argv):
+    """A stage's command line as {option: value}, less the options in PLACES."""
+    settings, key = {}, None
+    for word in argv:
+        if word.startswith("--"):
+            key, settings[word[2:]] = word[2:], True
+        else:
+            settings[key] = word if settings[key] is True else f"{settings[key]} {word}"
+    return {k: v for k, v in settings.items() if k not in PLACES}
+
+
+def stage_done(folder, record, what, result):
+    """Whether the stage in `folder` was made from `record` and its result is there to reuse; one made from
+    anything else is refused (runtime.reusable)."""
+    return runtime.reusable(folder, record, what) and (Path(folder) / result).is_file()
+
+
+def corpus_content(args):
+    """The fingerprints of the corpus files; 'wiki' is the installed package's file (found as data finds
+    it), so that another version of the package is another corpus."""
+    return [content(data._wiki_file() if str(s) == "wiki" else Path(s).expanduser())
+            for s in args.corpus]
+
+
+def task_content(args, task):
+    """The fingerprints of the files finetune.py reads of a task: its train and dev splits."""
+    folder = glue.task_folder(task, args.data_root)
+    return [content(folder / glue.file_name(task, split)) for split in ("train", "dev")]
+
+
+def blimp_content(args):
+    folder = data.find_data_root(args.data_root) / "blimp"
+    return content(folder) if folder.is_dir() else "none"
+
+
 SETTINGS = ("model", "corpus", "head_steps", "head_lr", "steps", "block_length", "batch_size", "lr",
             "warmup", "seed", "seeds", "ft_epochs", "ft_lr", "ft_batch_size", "max_train", "max_length",
             "variants", "heldout", "eval_blocks", "blimp_pairs", "curve_every", "curve_pairs")
 
 
 def check_settings(args):
-    """Stored stages are reused only by a run with the same settings: anything else would mix
-    two experiments."""
-    path, settings = args.out / "settings.json", {k: getattr(args, k) for k in SETTINGS}
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
-        if changed:
-            raise SystemExit(f"{args.out} holds an ablation with other settings ("
-                             + ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in changed.items())
-                             + "): choose another --out, or delete it to start over")
-    runtime.write_json(path, settings)
+    """Stored stages are reused only by a run of the same ablation: the same settings and inputs of the
+    same content (the start model, the corpus, the BLiMP files; the task files are in each fine-tuning
+    stage's record, so that tasks may be added). Anything else would mix two experiments: it is refused
+    at once, naming what differs, before any stage runs; each stage checks its own record too.
+    Refused, not redone: the stages took hours, and another --out keeps both experiments."""
+    if (args.out / "settings.json").exists() and not (args.out / runtime.PROVENANCE).exists():
+        raise SystemExit(f"{args.out} holds an ablation of an earlier version, which did not record what its "
+                         "stages were made from: choose another --out, or delete it to start over")
+    args.start = resolve_checkpoint(args.model)  # once: a run folder that is still training moves on
+    inputs = {"model": content(args.start), "corpus": corpus_content(args)}
+    if args.blimp_pairs or args.curve_every:
+        inputs["blimp"] = blimp_content(args)
+    record = runtime.provenance(inputs, {k: getattr(args, k) for k in SETTINGS})
+    if not runtime.reusable(args.out, record, "an ablation"):
+        runtime.record_provenance(args.out, record)
 
 
 # -----------------------------------------------------------------------------
@@ -182,10 +252,10 @@ def check_settings(args):
 
 
 def pretrain(args, name, model, options, steps, head_steps=0):
-    """One train.py run in out/pretrain/<name>; returns its summary (reused when done)."""
-    run, done = args.out / "pretrain" / name, args.out / "pretrain" / f"{name}.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    """One train.py run in out/pretrain/<name>/run; returns its summary, kept beside it with the record of
+    what it was made from (the model it starts from, the corpus, its options), and reused on a match."""
+    stage = args.out / "pretrain" / name
+    run = stage / "run"
     eval_every = max(1, (steps + head_steps) // 4)
     if args.curve_every:  # a study: the head's accuracy curve every 50 steps, a variant's 20 points
         eval_every = 50 if not steps else max(1, steps // 20)
@@ -202,7 +272,11 @@ def pretrain(args, name, model, options, steps, head_steps=0):
         argv += ["--cache-dir", args.cache_dir]
     if args.quiet:
         argv.append("--quiet")
-    if (run / "latest").exists():
+    record = runtime.provenance({"model": content(model), "corpus": corpus_content(args)},
+                                settings_of(argv))
+    if stage_done(stage, record, f"the pretraining stage {name!r}", "summary.json"):
+        return json.loads((stage / "summary.json").read_text())
+    if (run / "latest").exists():  # a run this stage began, stopped: train.py checks it resumes alike
         argv.append("--resume")
     print(f"\n=== continued pretraining: {name} ===\n    python train.py {' '.join(argv)}", flush=True)
     t0 = time.time()
@@ -211,7 +285,8 @@ def pretrain(args, name, model, options, steps, head_steps=0):
     summary = {"name": name, "checkpoint": str(latest_checkpoint(run)), "minutes": (time.time() - t0) / 60,
                "tokens": (steps + head_steps) * args.batch_size * args.block_length,
                "evals": [e for e in log if "eval_loss" in e]}
-    runtime.write_json(done, summary)
+    checkpoint.write_json(stage / "summary.json", summary)
+    runtime.record_provenance(stage, record)
     return summary
 
 
@@ -232,10 +307,10 @@ def run_script(script, argv):
 
 def pretrain_all(args):
     """The start (with --head-steps for a missing MLM head) and the variants from it."""
-    needs_head = bool(MaskedLM.from_pretrained(args.model).fresh_modules) if args.head_steps else False
-    start = {"name": "start", "checkpoint": args.model, "minutes": 0.0, "tokens": 0, "evals": []}
+    needs_head = bool(MaskedLM.from_pretrained(args.start).fresh_modules) if args.head_steps else False
+    start = {"name": "start", "checkpoint": str(args.start), "minutes": 0.0, "tokens": 0, "evals": []}
     if needs_head:
-        start = pretrain(args, "start", args.model, VARIANTS["random"][1], 0, args.head_steps)
+        start = pretrain(args, "start", args.start, VARIANTS["random"][1], 0, args.head_steps)
     variants = {name: pretrain(args, name, start["checkpoint"], VARIANTS[name][1], args.steps)
                 for name in args.variants}
     return start, variants
@@ -257,7 +332,7 @@ def probe_all(args, start, variants):
         return {}
     points = {"start": [(0, start["checkpoint"])]}
     for name in variants:
-        kept = sorted((args.out / "pretrain" / name).glob("step-*"))
+        kept = sorted(Path(variants[name]["checkpoint"]).parent.glob("step-*"))  # of the run it names
         points[name] = [(int(p.name.removeprefix("step-")), p) for p in kept]
     blimp_root = data.find_data_root(args.data_root) / "blimp"
     if not blimp_root.is_dir():
@@ -267,11 +342,12 @@ def probe_all(args, start, variants):
     tok, masks, probes = Tokenizer(start["checkpoint"]), None, {}
     for name, checkpoints in points.items():
         for step, folder in checkpoints:
-            path = args.out / "probe" / f"{name}-{step:07d}.json"
-            if not path.exists():
+            stage = args.out / "probe" / f"{name}-{step:07d}"
+            pairs = args.blimp_pairs if step == checkpoints[-1][0] else args.curve_pairs
+            record = probe_record(args, folder, start["checkpoint"], pairs)
+            if not stage_done(stage, record, f"the probe of {name} at step {step}", "probe.json"):
                 if masks is None:
                     masks = fixed_masks(args, tok, start["checkpoint"], machine)
-                pairs = args.blimp_pairs if step == checkpoints[-1][0] else args.curve_pairs
                 print(f"\n=== probing {name} at step {step} ===", flush=True)
                 t0 = time.time()
                 model = MaskedLM.from_pretrained(folder).to(machine.device)
@@ -284,10 +360,20 @@ def probe_all(args, start, variants):
                     result["blimp"] = probe.blimp(model, tok, paradigms, ranking, quiet=args.quiet)
                     print(f"BLiMP {100 * result['blimp']['accuracy']:.1f}% ({pairs} pairs of each paradigm)")
                 result["minutes"] = (time.time() - t0) / 60
-                path.parent.mkdir(parents=True, exist_ok=True)
-                runtime.write_json(path, result)
-            probes.setdefault(name, []).append(json.loads(path.read_text()))
+                stage.mkdir(parents=True, exist_ok=True)
+                checkpoint.write_json(stage / "probe.json", result)
+                runtime.record_provenance(stage, record)
+            probes.setdefault(name, []).append(json.loads((stage / "probe.json").read_text()))
     return probes
+
+
+def probe_record(args, model, start, pairs):
+    """What a probe is made from: the model probed, the start model (its hardest tokens are masked), the
+    corpus (the held-out blocks), the BLiMP files, and the settings that choose what is scored."""
+    inputs = {"model": content(model), "start": content(start),
+              "corpus": corpus_content(args), "blimp": blimp_content(args) if pairs else "unused"}
+    settings = {k: getattr(args, k) for k in ("corpus", "block_length", "heldout", "eval_blocks", "seed")}
+    return runtime.provenance(inputs, {**settings, "pairs": pairs})
 
 
 def fixed_masks(args, tok, start, machine):
@@ -305,8 +391,9 @@ def fixed_masks(args, tok, start, machine):
 
 
 def finetune_all(args, models):
-    """finetune.py for each (model, task); each report kept in out/finetune/<model>/<task>.json."""
-    positions = EncoderConfig.from_json(resolve_checkpoint(args.model) / "config.json").max_positions
+    """finetune.py for each (model, task); each report kept in out/finetune/<model>/<task>/, with the record
+    of what it was made from (the model, the task's files, the options)."""
+    positions = EncoderConfig.from_json(args.start / "config.json").max_positions
     max_length = min(args.max_length, positions)  # the variants share the start model's architecture
     if max_length < args.max_length:
         print(f"note: --max-length {args.max_length} is more than the model's {positions} positions: "
@@ -319,13 +406,18 @@ def finetune_all(args, models):
     reports = {}
     for name, summary in models.items():
         for task in args.tasks:
-            path = args.out / "finetune" / name / f"{task}.json"
-            if not path.exists():
-                argv = ["--model", str(summary["checkpoint"]), "--task", task, *common, "--out", str(path)]
+            stage = args.out / "finetune" / name / task
+            record = runtime.provenance({"model": content(summary["checkpoint"]),
+                                         "data": task_content(args, task)},
+                                        {"task": task, **settings_of(common)})
+            if not stage_done(stage, record, f"the fine-tuning of {name} on {task}", "report.json"):
+                argv = ["--model", str(summary["checkpoint"]), "--task", task, *common,
+                        "--out", str(stage / "report.json")]
                 print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===\n"
                       f"    python finetune.py {' '.join(argv)}")
                 finetune.main(argv)
-            (report,) = json.loads(path.read_text())
+                runtime.record_provenance(stage, record)
+            (report,) = json.loads((stage / "report.json").read_text())
             reports[name, task] = {"variant": name, **report}
     return reports
 
@@ -521,7 +613,8 @@ fixed masks: random positions, and the tokens the start model finds hardest.
 - fine-tuning: {args.ft_epochs} epochs, lr {args.ft_lr}, batch {args.ft_batch_size},
   at most {args.max_train or 'all'} training examples per task, full dev sets
 """
-    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                        if k != "fingerprint"},
                "pretraining": {"start": start, **variants}, "probes": probes,
                "finetuning": list(reports.values())}
     runtime.write_report(args.out, text, results)

@@ -3,7 +3,7 @@ transfer.py -- Vega v2's downstream half, measured: full fine-tuning, prompt tun
 distilled prompt transfer (PANDA) on low-resource SuperGLUE tasks.
 
     # CB, COPA and WSC from the study's start model: 2 CPU cores, about 2 hours
-    python -m experiments.transfer --model runs/ablation-study/pretrain/start
+    python -m experiments.transfer --model runs/ablation-study/pretrain/start/run
     python -m experiments.transfer --model runs/demo --targets CB --seeds 1 2 3 --out runs/transfer-cb
 
 Vega v2 (Zhong et al. 2022) adapts its self-evolved model to a small task by
@@ -11,7 +11,10 @@ training a soft prompt instead of every weight, starting from the prompt of a
 related source task; PANDA (the same group) distils that transferred prompt
 into a fresh one. For each target task and every seed, this script runs,
 from one start checkpoint (each stage a finetune.py command, printed, its
-report kept in --out and skipped when there, so a stopped run continues):
+report and prompts kept in --out/<stage>/ with the record of what it was made
+from: the content of the model, of the task files and of the prompts it starts
+from, and its settings; a stage is skipped when that record matches, so a
+stopped run continues, and refused, naming what differs, when it does not):
 
   1. full fine-tuning                         (finetune.py, the default)
   2. prompt tuning from a random prompt       (--tuning prompt)
@@ -27,6 +30,7 @@ each source's prompt and in the target's own, beside the gain transfer gave).
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,7 +40,8 @@ import torch
 import finetune
 import glue
 import runtime
-from experiments.ablation import hardware
+from checkpoint import resolve_checkpoint
+from experiments.ablation import content, hardware, settings_of, stage_done, task_content
 from experiments.stats import cell, paired_seeds
 
 # Each target, and the source of its distilled transfer, with the reason.
@@ -54,7 +59,7 @@ def parse_args(argv=None):
     rate = runtime.number(float, above=0)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    runtime.model_option(ap, default="runs/ablation-study/pretrain/start",
+    runtime.model_option(ap, default="runs/ablation-study/pretrain/start/run",
                          help="the start checkpoint (folder, run folder, hub id, or 'minilm')")
     ap.add_argument("--targets", nargs="+", choices=sorted(CHOSEN), default=list(CHOSEN), metavar="TASK")
     ap.add_argument("--sources", nargs="+", choices=sorted(glue.TASKS), default=["RTE", "WNLI"],
@@ -88,50 +93,63 @@ def parse_args(argv=None):
 # The stages: each a finetune.py command, its report kept
 
 
-def stage(args, name, task, *options):
-    """finetune.py on `task` with these options; its report (kept in out/NAME.json, reused when there)."""
-    path = args.out / f"{name}.json"
-    if not path.exists():
-        argv = ["--model", str(args.model), "--task", task, "--batch-size", str(args.batch_size),
-                "--device", args.device, *options, "--out", str(path)]
-        argv += ["--max-length", str(args.max_length)] if args.max_length else []
+def stage(args, name, task, options, starts=None, save=False):
+    """finetune.py on `task` with these options, from args.start and the prompts in `starts` ({option:
+    folder}); its report (and with `save` its prompts) kept in out/NAME/, with the record of what it was
+    made from, and reused only when that record matches."""
+    folder, starts = args.out / name, starts or {}
+    options = [*options, "--batch-size", str(args.batch_size)]
+    options += ["--max-length", str(args.max_length)] if args.max_length else []
+    inputs = {"model": content(args.start), "data": task_content(args, task),
+              **{option: content(path) for option, path in starts.items()}}
+    record = runtime.provenance(inputs, {"task": task, **settings_of(options)})
+    # A stage made from anything else is refused, not redone: this command is run again to finish the same
+    # study, and another --model or other settings with the same --out are most likely a forgotten --out;
+    # redoing would overwrite that study's stages, hours of them. Another --out keeps both.
+    if not stage_done(folder, record, f"the stage {name}", "report.json"):
+        shutil.rmtree(folder / "prompts", ignore_errors=True)  # what a stopped run of this stage left
+        argv = ["--model", str(args.start), "--task", task, "--device", args.device, *options,
+                *(word for option, path in starts.items() for word in (f"--{option}", str(path))),
+                *(["--save", str(folder / "prompts")] if save else []), "--out", str(folder / "report.json")]
         argv += ["--data-root", str(args.data_root)] if args.data_root else []
         argv += ["--quiet"] if args.quiet else []
         print(f"\n=== {name} ===\n    python finetune.py {' '.join(argv)}", flush=True)
         finetune.main(argv)
-    (report,) = json.loads(path.read_text())
+        runtime.record_provenance(folder, record)
+    (report,) = json.loads((folder / "report.json").read_text())
     return report
+
+
+def saved(args, name, task):
+    """The prompts a stage saved of a task: the best seed's, and every seed's in seed-N/."""
+    return args.out / name / "prompts" / task
 
 
 def run_all(args):
     """Every stage, in an order that lets each reuse the ones before; {stage: report}."""
-    prompts = args.out / "prompts"
-    prompt = ["--tuning", "prompt", "--prompt-length", str(args.prompt_length), "--lr", str(args.lr),
-              "--epochs", str(args.epochs)]
-    seeds = ["--seeds", *map(str, args.seeds)]
+    prompt = ["--tuning", "prompt", "--prompt-length", str(args.prompt_length), "--lr", str(args.lr)]
+    tuned, seeds = [*prompt, "--epochs", str(args.epochs)], ["--seeds", *map(str, args.seeds)]
     reports = {}
     for source in args.sources:  # once, with the first seed: every target and seed reuses it
         reports[f"source-{source}"] = stage(
-            args, f"source-{source}", source, *prompt[:-2], "--epochs", str(args.source_epochs),
-            "--seeds", str(args.seeds[0]), "--max-train", str(args.source_examples),
-            "--save", str(prompts / f"source-{source}"))
+            args, f"source-{source}", source, [*prompt, "--epochs", str(args.source_epochs),
+                                               "--seeds", str(args.seeds[0]),
+                                               "--max-train", str(args.source_examples)], save=True)
     for target in args.targets:
-        reports[f"full-{target}"] = stage(args, f"full-{target}", target, "--epochs", str(args.full_epochs),
-                                          "--lr", str(args.full_lr), *seeds)
-        reports[f"prompt-{target}"] = stage(args, f"prompt-{target}", target, *prompt, *seeds,
-                                            "--save", str(prompts / f"prompt-{target}"))
+        full = ["--epochs", str(args.full_epochs), "--lr", str(args.full_lr), *seeds]
+        reports[f"full-{target}"] = stage(args, f"full-{target}", target, full)
+        reports[f"prompt-{target}"] = stage(args, f"prompt-{target}", target, [*tuned, *seeds], save=True)
         for source in args.sources:
             reports[f"transfer-{source}-{target}"] = stage(
-                args, f"transfer-{source}-{target}", target, *prompt, *seeds,
-                "--prompt-init", str(prompts / f"source-{source}" / source),
-                "--save", str(prompts / f"transfer-{source}-{target}"))
+                args, f"transfer-{source}-{target}", target, [*tuned, *seeds],
+                {"prompt-init": saved(args, f"source-{source}", source)}, save=True)
         source = CHOSEN[target][0]  # the teachers: the transfer runs just made, one per seed
         reports[f"panda-{source}-{target}"] = stage(
-            args, f"panda-{source}-{target}", target, *prompt, *seeds,
-            "--distill-from", str(prompts / f"source-{source}" / source),
-            "--target-prompt", str(prompts / f"prompt-{target}" / target / f"seed-{args.seeds[0]}"),
-            "--teachers", str(prompts / f"transfer-{source}-{target}" / target),
-            "--distill-scale", str(args.distill_scale))
+            args, f"panda-{source}-{target}", target,
+            [*tuned, *seeds, "--distill-scale", str(args.distill_scale)],
+            {"distill-from": saved(args, f"source-{source}", source),
+             "target-prompt": saved(args, f"prompt-{target}", target) / f"seed-{args.seeds[0]}",
+             "teachers": saved(args, f"transfer-{source}-{target}", target)})
     return reports
 
 
@@ -172,11 +190,10 @@ def tables(args, reports):
              "| target \\ source | " + " | ".join(args.sources) + " |", "|---|" + "---|" * len(args.sources)]
     for target in args.targets:
         # the target's own prompt of the sources' seed: every pair of prompts compared started alike
-        own, _ = finetune.saved_change(args.out / "prompts" / f"prompt-{target}" / target
-                                       / f"seed-{args.seeds[0]}")
+        own, _ = finetune.saved_change(saved(args, f"prompt-{target}", target) / f"seed-{args.seeds[0]}")
         cells = []
         for source in args.sources:
-            theirs, _ = finetune.saved_change(args.out / "prompts" / f"source-{source}" / source)
+            theirs, _ = finetune.saved_change(saved(args, f"source-{source}", source))
             gain = paired_seeds(per_seed(reports[f"prompt-{target}"]),
                                 per_seed(reports[f"transfer-{source}-{target}"]), np.random.default_rng(0))
             cells.append(f"cos {finetune.transferability(theirs, own):+.3f}, gain {cell(*gain, 1)}")
@@ -187,8 +204,10 @@ def tables(args, reports):
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.start = resolve_checkpoint(args.model)  # once: a run folder that is still training moves on
     reports = run_all(args)
     minutes = sum(r["minutes"] for r in reports.values())
+    start = args.model if str(args.start) == args.model else f"{args.model} ({args.start})"
     text = f"""# Prompt tuning and prompt transfer: {', '.join(args.targets)}
 
 Dev scores (x100) of each seed's best epoch; the differences are paired by seed (the same seed's
@@ -205,10 +224,11 @@ in the target's own (each minus its random start, which alone would decide the c
 {tables(args, reports)}
 
 - command: `python -m experiments.transfer {' '.join(argv if argv is not None else sys.argv[1:])}`
-- start model: {args.model}; hardware: {hardware(args.device)}; torch {torch.__version__}
+- start model: {start}; hardware: {hardware(args.device)}; torch {torch.__version__}
 - time: {minutes:.0f} min of fine-tuning and prompt tuning in all, over the stages
 """
-    runtime.write_report(args.out, text, {"args": {k: str(v) for k, v in vars(args).items()},
+    runtime.write_report(args.out, text, {"args": {k: str(v) for k, v in vars(args).items()
+                                                   if k != "fingerprint"},
                                           "reports": reports})
     print("\n" + text)
     return text

@@ -390,9 +390,9 @@ def test_ablation_small_preset_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus
     # start + (a)-(d): 2 tasks + average
     assert len(rows) == 1 + 5 and all(r.count(" ± ") == 3 for r in rows[1:])
     assert "smoke test" in text and (out / "mlm-loss.png").stat().st_size > 1000
-    pretrained = sorted(p.name for p in (out / "pretrain").glob("*.json"))
-    assert pretrained == ["informative.json", "random.json", "se.json", "tls.json"]
-    assert len(list((out / "finetune").glob("*/*.json"))) == 5 * 2
+    pretrained = sorted(p.parent.name for p in (out / "pretrain").glob("*/summary.json"))
+    assert pretrained == ["informative", "random", "se", "tls"]
+    assert len(list((out / "finetune").glob("*/*/report.json"))) == 5 * 2
     # Every stage is stored: a second invocation reuses them all and writes the same table.
     before = (out / "results.json").read_text()
     assert ablation.main(argv).split("![")[0] == text.split("![")[0]
@@ -422,7 +422,8 @@ def test_ablation_study_end_to_end(tmp_path, tiny_checkpoint, tiny_corpus, tiny_
     text = ablation.main(argv)
     probes = json.loads((out / "results.json").read_text())["probes"]
     assert list(probes) == ["start", "random", "informative", "tls", "se", "authors"]
-    assert json.loads((out / "pretrain" / "start.json").read_text())["checkpoint"].endswith("step-0000003")
+    start = json.loads((out / "pretrain" / "start" / "summary.json").read_text())
+    assert start["checkpoint"].endswith("step-0000003")
     assert [p["step"] for p in probes["se"]] == [1, 2] and len(probes["se"][-1]["blimp"]["correct"]) == 2
     assert [len(c) for c in probes["se"][0]["blimp"]["correct"].values()] == [2, 2]  # the curve's pairs
     assert probes["se"][-1]["random"]["count"] == probes["random"][-1]["random"]["count"]  # the same tokens
@@ -466,5 +467,5 @@ def test_ablation_refuses_to_mix_settings(tmp_path):
     args = ablation.parse_args(["--out", str(tmp_path)])
     ablation.check_settings(args)
     ablation.check_settings(ablation.parse_args(["--out", str(tmp_path)]))  # the same settings: continues
-    with pytest.raises(SystemExit, match=r"other settings \(seeds: \[1, 2, 3\] there, \[1, 2\] now\)"):
+    with pytest.raises(SystemExit, match=r"holds an ablation made from other .* \(settings seeds\)"):
         ablation.check_settings(ablation.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))

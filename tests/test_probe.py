@@ -11,7 +11,7 @@ import probe
 import runtime
 import self_evolution as se
 from masking import apply_mask, labels_for, random_mask, score_tokens, select_informative, special_tokens_mask
-from model import MaskedLM
+from model import EncoderConfig, MaskedLM
 from tokenizer import Tokenizer
 
 CPU = runtime.Machine(torch.device("cpu"))
@@ -29,7 +29,7 @@ def test_fill_mask_and_command(capsys):
         probe.fill_mask(model, tok, "no mask here")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        probe.main(["--model", "minilm", "--top-k", "2", "The [MASK] is blue."])
+        probe.main(["--model", "minilm", "--fresh-head-ok", "--top-k", "2", "The [MASK] is blue."])
     assert "mask 1:" in capsys.readouterr().out
 
 
@@ -116,6 +116,7 @@ class Prefers(torch.nn.Module):
         super().__init__()
         self.bias = torch.zeros(vocab_size)
         self.bias[liked] = 5.0
+        self.config = EncoderConfig(vocab_size=vocab_size)  # its positions: 512
 
     def forward(self, input_ids, positions=None):
         return self.bias.expand(len(positions), -1)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
 import finetune as ft
 import glue
 import runtime
@@ -99,7 +100,7 @@ def test_prompt_tuning_trains_only_the_prompt_and_the_head(tmp_path, tiny_checkp
     head = c.hidden_size * c.hidden_size + c.hidden_size + c.hidden_size * 2 + 2
     assert (report["trainable_parameters"] == report["stored_parameters"]
             == c.num_hidden_layers * 2 * 4 * 32 + head)
-    saved = ft.load_tuned(tmp_path / "prompts" / "CoLA")
+    saved = checkpoint.load_tuned(tmp_path / "prompts" / "CoLA")
     assert saved["prompt"].shape == (c.num_hidden_layers, 2, 4, c.hidden_size)
     assert (tmp_path / "prompts" / "CoLA" / "seed-2" / "prompt.safetensors").is_file()
 
@@ -115,7 +116,7 @@ def test_a_prompt_tuned_model_learns_a_tiny_task(tmp_path):
 def test_prompt_transfer_starts_from_exactly_the_source_prompt(tmp_path, tiny_checkpoint, monkeypatch):
     root = write_tasks(tmp_path)
     prompt_run(tiny_checkpoint, root, "CoLA", "--save", str(tmp_path / "prompts"))
-    source = ft.load_tuned(tmp_path / "prompts" / "CoLA")["prompt"]
+    source = checkpoint.load_tuned(tmp_path / "prompts" / "CoLA")["prompt"]
     first = []
     real = runtime.optimizer_step
 
@@ -160,7 +161,7 @@ def test_transferability_compares_what_tasks_taught_not_the_seeds(tmp_path, tiny
     root, tasks = write_tasks(tmp_path), ("CoLA", "WSC", "COPA")
     for task in tasks:
         prompt_run(tiny_checkpoint, root, task, "--seeds", "1", "--save", str(tmp_path / task))
-    raw = {t: ft.load_tuned(tmp_path / t / t)["prompt"] for t in tasks}
+    raw = {t: checkpoint.load_tuned(tmp_path / t / t)["prompt"] for t in tasks}
     change = {t: ft.saved_change(tmp_path / t / t)[0] for t in tasks}
     pairs = [("CoLA", "WSC"), ("CoLA", "COPA"), ("WSC", "COPA")]
     assert all(ft.transferability(raw[a], raw[b]) > 0.99 for a, b in pairs)  # the start decides the raw cosine
@@ -184,7 +185,7 @@ def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys)
     change, seeds = [], []
     for folder in (tmp_path / "source" / "CoLA", tmp_path / "target" / "WSC"):  # the best seed's, each
         seeds.append(json.loads((folder / "prompt.json").read_text())["seed"])
-        prompt = ft.load_tuned(folder)["prompt"]
+        prompt = checkpoint.load_tuned(folder)["prompt"]
         change.append(prompt - ft.Prompt.start(prompt.shape, seeds[-1]))
     assert report["transferability"] == pytest.approx(ft.transferability(*change))
     assert report["lambda"] == pytest.approx(2 * max(0.0, report["transferability"]))
@@ -193,7 +194,7 @@ def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys)
     report = prompt_run(tiny_checkpoint, root, "WSC", "--distill-from", str(tmp_path / "source" / "CoLA"),
                         "--teachers", str(tmp_path / "teachers" / "WSC"))
     seed = seeds[0]
-    own = ft.load_tuned(tmp_path / "target" / "WSC" / f"seed-{seed}")["prompt"]  # that seed's, run alike
+    own = checkpoint.load_tuned(tmp_path / "target" / "WSC" / f"seed-{seed}")["prompt"]  # that seed's, run alike
     own_change = own - ft.Prompt.start(own.shape, seed)
     assert report["transferability"] == pytest.approx(ft.transferability(change[0], own_change), abs=1e-6)
     assert f"its own prompt, for the transferability (seed {seed}, the source's" in capsys.readouterr().out

@@ -113,7 +113,8 @@ def test_a_failed_stage_is_not_taken_for_a_finished_one(tmp_path, tiny_checkpoin
                                 "--out", str(out), "--device", "cpu", "--quiet"])
     with pytest.raises(SystemExit, match="python train.py exited with status 1; the stage is not done"):
         ablation.pretrain(args, "random", tiny_checkpoint, ablation.VARIANTS["random"][1], 2)
-    assert not (out / "pretrain" / "random.json").exists()
+    assert not (out / "pretrain" / "random" / "summary.json").exists()
+    assert not (out / "pretrain" / "random" / "provenance.json").exists()
 
 
 # ----------------------------------------------------------------- resume
