@@ -494,6 +494,13 @@ def check_shapes(path, tensors, expected, needs):
     return tensors
 
 
+def copy_exact(target, value, what):
+    """target.copy_(value) where the shapes are equal; copy_ would broadcast a smaller tensor silently."""
+    if tuple(value.shape) != tuple(target.shape):
+        raise PromptError(f"{what}: shape {tuple(value.shape)}, where this model needs {tuple(target.shape)}")
+    target.copy_(value)
+
+
 def save_tuned(folder, runs, task, report, started_from=None):
     """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside, each
     with prompt.json: the task, the model and its fingerprint (report["model_fingerprint"]), the seed, and

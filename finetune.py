@@ -97,17 +97,11 @@ def predict(model, tok, task, examples, args, machine, prompt=None, logits=False
     return torch.cat(out).cpu().numpy()
 
 
-def head_outputs(task) -> int:
-    """The head's outputs: one per class; one for a regression, and for each choice of a multiple-choice
-    task (scored alone)."""
-    return 1 if task.labels is None or task.choices else len(task.labels)
-
-
 def classifier(args, task, machine):
     """The checkpoint with a fresh head for the task; frozen but for the head under prompt tuning."""
     with warnings.catch_warnings():  # a pretrained checkpoint has no head for this task: fresh by design
         warnings.simplefilter("ignore")
-        model = SequenceClassifier.from_pretrained(args.model, num_labels=head_outputs(task),
+        model = SequenceClassifier.from_pretrained(args.model, num_labels=task.outputs,
                                                    hidden_dropout_prob=args.dropout,
                                                    attention_probs_dropout_prob=args.dropout)
     if args.tuning == "prompt":
@@ -128,7 +122,7 @@ def finetune_seed(args, task, tok, data, seed, machine, test=None, init=None, te
     if args.tuning == "prompt":
         prompt = Prompt(model.config, args.prompt_length, seed).to(device)
         if init is not None:
-            copy_exact(prompt.prefix.data, init, "the --prompt-init prompt")
+            checkpoint.copy_exact(prompt.prefix.data, init, "the --prompt-init prompt")
     trainable = model
     if prompt is not None:
         trainable = nn.ModuleDict({"prompt": prompt, "head": nn.ParameterList(model.head().values())})
@@ -221,25 +215,17 @@ def teacher_logits(args, task, tok, data, tuned, machine):
     model = classifier(args, task, machine)
     with torch.no_grad():
         for k, p in model.head().items():
-            copy_exact(p, tuned[f"head.{k}"], f"the teacher's head.{k}")
+            checkpoint.copy_exact(p, tuned[f"head.{k}"], f"the teacher's head.{k}")
     prompt = Prompt(model.config, args.prompt_length).to(machine.device)
-    copy_exact(prompt.prefix.data, tuned["prompt"], "the teacher's prompt")
+    checkpoint.copy_exact(prompt.prefix.data, tuned["prompt"], "the teacher's prompt")
     return torch.from_numpy(predict(model, tok, task, data["train"], args, machine, prompt, logits=True))
-
-
-def copy_exact(target, value, what):
-    """target.copy_(value) where the shapes are equal; copy_ would broadcast a smaller tensor silently."""
-    if tuple(value.shape) != tuple(target.shape):
-        raise checkpoint.PromptError(f"{what}: shape {tuple(value.shape)}, where this model needs "
-                                     f"{tuple(target.shape)}")
-    target.copy_(value)
 
 
 def tuned_shapes(config, task, length) -> dict:
     """The name and shape of every tensor a prompt-tuning run of `task` on this model keeps
     (checkpoint.save_tuned)."""
     with torch.device("meta"):  # the shapes alone: nothing is drawn
-        head = SequenceClassifier(replace(config, num_labels=head_outputs(task))).head()
+        head = SequenceClassifier(replace(config, num_labels=task.outputs)).head()
     return {"prompt": (config.num_hidden_layers, 2, length, config.hidden_size),
             **{f"head.{k}": tuple(p.shape) for k, p in head.items()}}
 
@@ -295,14 +281,6 @@ def prompt_inputs(args, task, config, fingerprint) -> dict:
 # 3. A task over several seeds: mean and standard deviation
 
 
-def subsample(examples, n, seed=0):
-    """At most n examples, the same ones for every seed and every model (a fixed draw)."""
-    if not n or n >= len(examples):
-        return examples
-    keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
-    return [examples[i] for i in keep]
-
-
 def model_identity(args):
     """The checkpoint's config, and under prompt tuning its model_fingerprint (None otherwise)."""
     folder = checkpoint.resolve_checkpoint(args.model)
@@ -317,7 +295,7 @@ def task_inputs(args, name, identity=None) -> dict:
     model's "fingerprint". `identity`: model_identity(args), computed once for every task."""
     config, fingerprint = identity or model_identity(args)
     task, folder = glue.TASKS[name], glue.task_folder(name, args.data_root)
-    data = {"train": subsample(glue.read_examples(name, folder, "train"), args.max_train),
+    data = {"train": glue.subsample(glue.read_examples(name, folder, "train"), args.max_train),
             "dev": glue.read_examples(name, folder, "dev")}
     test = glue.read_examples(name, folder, "test") if args.predict else None
     prompts = prompt_inputs(args, task, config, fingerprint) if args.tuning == "prompt" else {}

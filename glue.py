@@ -54,6 +54,12 @@ class Task:
     choices: int = 0  # a multiple-choice task: the candidates per example, each scored by the head (COPA)
 
     @property
+    def outputs(self) -> int:
+        """A classifier's outputs for the task: one per class; one for a regression, and for each choice
+        of a multiple-choice task (scored alone)."""
+        return 1 if self.labels is None or self.choices else len(self.labels)
+
+    @property
     def metric(self) -> str:
         """The one that selects models: the first the leaderboard shows."""
         return self.metrics[0]
@@ -149,6 +155,14 @@ def read_examples(task_name, folder=None, split="train") -> list[Example]:
         or_header = "" if task.kind == "superglue" else " or only a header"
         raise FormatError(f"{path}: no examples (the file is empty{or_header})")
     return examples
+
+
+def subsample(examples, n, seed=0):
+    """At most n examples, the same ones for every seed and every model (a fixed draw)."""
+    if not n or n >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
+    return [examples[i] for i in keep]
 
 
 def _label(task, value: str, where: str):

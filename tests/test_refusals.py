@@ -606,7 +606,7 @@ def test_a_teacher_of_another_shape_is_refused_not_broadcast(prompts, tmp_path, 
         "a teacher of CB on this model with --prompt-length 4 needs (2, 2, 4, 32)")
     with pytest.raises(checkpoint.PromptError, match=r"the teacher's head.out.weight: shape \(1, 32\), "
                                                    r"where this model needs \(3, 32\)"):
-        finetune.copy_exact(torch.zeros(3, 32), torch.zeros(1, 32), "the teacher's head.out.weight")
+        checkpoint.copy_exact(torch.zeros(3, 32), torch.zeros(1, 32), "the teacher's head.out.weight")
 
 
 def test_a_prompt_tuned_on_another_model_is_refused(prompts, monkeypatch):
