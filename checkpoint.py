@@ -16,6 +16,8 @@ not what it claims to be is refused with its name:
                            resume check, the log, one run at a time
   5. saved prompts         a prompt and head, and the record of what model,
                            task and start they were tuned on
+  6. records               what an artifact was made from (the content of its
+                           inputs, its settings), compared before it is reused
 """
 
 import errno
@@ -378,9 +380,9 @@ def check_resume(out, settings, stored, changeable):
     """Refuse a resume whose settings differ from the checkpoint's, except those in `changeable` (and
     the ones that only say how the command was typed: --resume, --preset, --out)."""
     now = json.loads(json.dumps(settings))  # as JSON has them: tuples become lists
-    free = set(changeable) | {"resume", "preset", "out"}
-    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now" for k in sorted(now)
-               if k in stored and k not in free and stored[k] != now[k]]
+    checked = set(now) & set(stored) - set(changeable) - {"resume", "preset", "out"}
+    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now"
+               for k in differences(stored, now, checked)]
     if changed:
         may = ", ".join("--" + k.replace("_", "-") for k in changeable)
         raise SystemExit(f"{out}: cannot resume with other settings than the checkpoint's "
@@ -581,3 +583,55 @@ def tuned_on(folder, fingerprint, role, task=None, seed=None, started_from=None)
         raise PromptError(f"{path}: {role} was tuned from {meta['started_from']}, not from --distill-from's "
                           "prompt (PANDA's teacher is the source prompt tuned further on the target)")
     return meta
+
+# -----------------------------------------------------------------------------
+# 6. Records: what an artifact was made from
+#
+# A later command reuses an artifact (a stage
+# of a study, a saved prompt) only when the record beside it matches what the
+# command would make it from now: the content of its input files, not their
+# names, and the settings that decide it. Anything else is a result of other
+# inputs under the same name: refused, naming what differs.
+
+PROVENANCE = "provenance.json"
+
+
+def provenance(inputs: dict, settings: dict) -> dict:
+    """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
+    path, such as 'wiki', stands for itself) and the settings that decide it, as JSON has them."""
+    def of(value):
+        return fingerprint(value) if Path(value).exists() else str(value)
+    return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
+                       for k, vs in inputs.items()},
+            "settings": json.loads(json.dumps(settings, default=str))}
+
+
+def differences(stored: dict, now: dict, keys=None) -> list:
+    """The keys (of `keys`, else of either) whose values differ between a stored record and now, sorted:
+    the one comparison of every record a command checks before it reuses what another made."""
+    keys = sorted(set(stored) | set(now)) if keys is None else sorted(keys)
+    return [k for k in keys if stored.get(k) != now.get(k)]
+
+
+def reusable(folder, record, what) -> bool:
+    """Whether `folder` holds an artifact made from `record` (True), or none yet (False). One made from
+    anything else is refused, naming what differs: `what` says what the folder holds."""
+    path = Path(folder) / PROVENANCE
+    if not path.is_file():
+        return False
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); delete {folder} to make it again") \
+            from None
+    differs = [f"{part} {k}" for part in ("inputs", "settings")
+               for k in differences(stored.get(part, {}), record[part])]
+    if differs:
+        raise SystemExit(f"{folder}: holds {what} made from other inputs or settings ({', '.join(differs)}); "
+                         "use another folder, or delete it to make it again")
+    return True
+
+
+def record_provenance(folder, record):
+    """Write `record` beside the artifact in `folder`, once the artifact is whole."""
+    write_json(Path(folder) / PROVENANCE, record)

@@ -15,8 +15,7 @@ code:
                   the loss of a micro-batch is the caller's (self_evolution.py's);
                   the log of the steps (StepLog)
   5. stopping     Ctrl-C (or SIGTERM) asks the loop to stop between two steps
-  6. reports      the JSON and README files a script leaves, written whole or not at all,
-                  and the record of what an artifact was made from (its provenance)
+  6. reports      the README and JSON files a study leaves, written whole or not at all
 
 Reproducibility: every random draw of a micro-batch (masks, dropout) comes
 from `step_generator(seed, step, micro-batch)`, so the state of a run is its
@@ -498,46 +497,3 @@ def write_report(folder, text, results):
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write(folder / "README.md", lambda p: p.write_text(text, encoding="utf-8"))
     checkpoint.write_json(folder / "results.json", results)
-
-
-# What an artifact was made from. A later command reuses an artifact (a stage
-# of a study, a saved prompt) only when the record beside it matches what the
-# command would make it from now: the content of its input files, not their
-# names, and the settings that decide it. Anything else is a result of other
-# inputs under the same name: refused, naming what differs.
-
-PROVENANCE = "provenance.json"
-
-
-def provenance(inputs: dict, settings: dict) -> dict:
-    """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
-    path, such as 'wiki', stands for itself) and the settings that decide it, as JSON has them."""
-    def of(value):
-        return checkpoint.fingerprint(value) if Path(value).exists() else str(value)
-    return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
-                       for k, vs in inputs.items()},
-            "settings": json.loads(json.dumps(settings, default=str))}
-
-
-def reusable(folder, record, what) -> bool:
-    """Whether `folder` holds an artifact made from `record` (True), or none yet (False). One made from
-    anything else is refused, naming what differs: `what` says what the folder holds."""
-    path = Path(folder) / PROVENANCE
-    if not path.is_file():
-        return False
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); delete {folder} to make it again") \
-            from None
-    differs = [f"{part} {k}" for part in ("inputs", "settings")
-               for k in sorted(set(stored.get(part, {})) | set(record[part]))
-               if stored.get(part, {}).get(k) != record[part].get(k)]
-    if differs:
-        raise SystemExit(f"{folder}: holds {what} made from other inputs or settings ({', '.join(differs)}); "
-                         "use another folder, or delete it to make it again")
-    return True
-
-
-def record_provenance(folder, record):
-    checkpoint.write_json(Path(folder) / PROVENANCE, record)

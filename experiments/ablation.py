@@ -26,7 +26,7 @@ From one starting checkpoint, one corpus, one budget of steps and one seed, it
 Each stage runs the project's own command lines, printed as they run: train.py
 in a process of its own, finetune.py's main. Every stage stores its result in
 a folder of its own under --out, with the record of what it was made from (the
-content of its model and files, and its settings: runtime.provenance), and is
+content of its model and files, and its settings: checkpoint.provenance), and is
 skipped when that record matches, so a stopped ablation continues where it
 stopped when run again; a stage made from anything else is refused, naming
 what differs:
@@ -170,7 +170,7 @@ def parse_args(argv=None):
 # -----------------------------------------------------------------------------
 # 0. What a stage is made from (transfer.py's stages use these too)
 #
-# A stage is reused only when runtime.reusable finds its record, beside its
+# A stage is reused only when checkpoint.reusable finds its record, beside its
 # result, equal to what it would be made from now; one made from anything else
 # is refused, naming what differs. A stage without a record did not finish:
 # it runs (a train.py run it left resumes).
@@ -184,7 +184,7 @@ PLACES = {"model", "out", "save", "data-root", "cache-dir", "device", "quiet", "
 
 def content(path):
     """What a stage records of a file or folder it reads: its checkpoint.fingerprint (hashed once per
-    command); a path that does not exist stands for its name, as in runtime.provenance (the stage that
+    command); a path that does not exist stands for its name, as in checkpoint.provenance (the stage that
     reads it fails, naming it)."""
     return checkpoint.fingerprint(path) if Path(path).exists() else str(path)
 
@@ -202,8 +202,8 @@ def settings_of(argv):
 
 def stage_done(folder, record, what, result):
     """Whether the stage in `folder` was made from `record` and its result is there to reuse; one made from
-    anything else is refused (runtime.reusable)."""
-    return runtime.reusable(folder, record, what) and (Path(folder) / result).is_file()
+    anything else is refused (checkpoint.reusable)."""
+    return checkpoint.reusable(folder, record, what) and (Path(folder) / result).is_file()
 
 
 def corpus_content(args):
@@ -235,16 +235,16 @@ def check_settings(args):
     stage's record, so that tasks may be added). Anything else would mix two experiments: it is refused
     at once, naming what differs, before any stage runs; each stage checks its own record too.
     Refused, not redone: the stages took hours, and another --out keeps both experiments."""
-    if (args.out / "settings.json").exists() and not (args.out / runtime.PROVENANCE).exists():
+    if (args.out / "settings.json").exists() and not (args.out / checkpoint.PROVENANCE).exists():
         raise SystemExit(f"{args.out} holds an ablation of an earlier version, which did not record what its "
                          "stages were made from: choose another --out, or delete it to start over")
     args.start = resolve_checkpoint(args.model)  # once: a run folder that is still training moves on
     inputs = {"model": content(args.start), "corpus": corpus_content(args)}
     if args.blimp_pairs or args.curve_every:
         inputs["blimp"] = blimp_content(args)
-    record = runtime.provenance(inputs, {k: getattr(args, k) for k in SETTINGS})
-    if not runtime.reusable(args.out, record, "an ablation"):
-        runtime.record_provenance(args.out, record)
+    record = checkpoint.provenance(inputs, {k: getattr(args, k) for k in SETTINGS})
+    if not checkpoint.reusable(args.out, record, "an ablation"):
+        checkpoint.record_provenance(args.out, record)
 
 
 # -----------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def pretrain(args, name, model, options, steps, head_steps=0):
         argv += ["--cache-dir", args.cache_dir]
     if args.quiet:
         argv.append("--quiet")
-    record = runtime.provenance({"model": content(model), "corpus": corpus_content(args)},
+    record = checkpoint.provenance({"model": content(model), "corpus": corpus_content(args)},
                                 settings_of(argv))
     if stage_done(stage, record, f"the pretraining stage {name!r}", "summary.json"):
         return json.loads((stage / "summary.json").read_text())
@@ -286,7 +286,7 @@ def pretrain(args, name, model, options, steps, head_steps=0):
                "tokens": (steps + head_steps) * args.batch_size * args.block_length,
                "evals": [e for e in log if "eval_loss" in e]}
     checkpoint.write_json(stage / "summary.json", summary)
-    runtime.record_provenance(stage, record)
+    checkpoint.record_provenance(stage, record)
     return summary
 
 
@@ -362,7 +362,7 @@ def probe_all(args, start, variants):
                 result["minutes"] = (time.time() - t0) / 60
                 stage.mkdir(parents=True, exist_ok=True)
                 checkpoint.write_json(stage / "probe.json", result)
-                runtime.record_provenance(stage, record)
+                checkpoint.record_provenance(stage, record)
             probes.setdefault(name, []).append(json.loads((stage / "probe.json").read_text()))
     return probes
 
@@ -373,7 +373,7 @@ def probe_record(args, model, start, pairs):
     inputs = {"model": content(model), "start": content(start),
               "corpus": corpus_content(args), "blimp": blimp_content(args) if pairs else "unused"}
     settings = {k: getattr(args, k) for k in ("corpus", "block_length", "heldout", "eval_blocks", "seed")}
-    return runtime.provenance(inputs, {**settings, "pairs": pairs})
+    return checkpoint.provenance(inputs, {**settings, "pairs": pairs})
 
 
 def fixed_masks(args, tok, start, machine):
@@ -407,7 +407,7 @@ def finetune_all(args, models):
     for name, summary in models.items():
         for task in args.tasks:
             stage = args.out / "finetune" / name / task
-            record = runtime.provenance({"model": content(summary["checkpoint"]),
+            record = checkpoint.provenance({"model": content(summary["checkpoint"]),
                                          "data": task_content(args, task)},
                                         {"task": task, **settings_of(common)})
             if not stage_done(stage, record, f"the fine-tuning of {name} on {task}", "report.json"):
@@ -416,7 +416,7 @@ def finetune_all(args, models):
                 print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===\n"
                       f"    python finetune.py {' '.join(argv)}")
                 finetune.main(argv)
-                runtime.record_provenance(stage, record)
+                checkpoint.record_provenance(stage, record)
             (report,) = json.loads((stage / "report.json").read_text())
             reports[name, task] = {"variant": name, **report}
     return reports

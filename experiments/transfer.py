@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import checkpoint
 import finetune
 import glue
 import runtime
@@ -102,7 +103,7 @@ def stage(args, name, task, options, starts=None, save=False):
     options += ["--max-length", str(args.max_length)] if args.max_length else []
     inputs = {"model": content(args.start), "data": task_content(args, task),
               **{option: content(path) for option, path in starts.items()}}
-    record = runtime.provenance(inputs, {"task": task, **settings_of(options)})
+    record = checkpoint.provenance(inputs, {"task": task, **settings_of(options)})
     # A stage made from anything else is refused, not redone: this command is run again to finish the same
     # study, and another --model or other settings with the same --out are most likely a forgotten --out;
     # redoing would overwrite that study's stages, hours of them. Another --out keeps both.
@@ -115,7 +116,7 @@ def stage(args, name, task, options, starts=None, save=False):
         argv += ["--quiet"] if args.quiet else []
         print(f"\n=== {name} ===\n    python finetune.py {' '.join(argv)}", flush=True)
         finetune.main(argv)
-        runtime.record_provenance(folder, record)
+        checkpoint.record_provenance(folder, record)
     (report,) = json.loads((folder / "report.json").read_text())
     return report
 

@@ -255,7 +255,7 @@ def test_save_into_a_folder_that_holds_prompts_is_refused_unless_replaced(tmp_pa
 
 
 # ----------------------------------------------------------------- 2. study stages, by what made them
-# transfer.py's and ablation.py's stages: each keeps the record of what it was made from (runtime.provenance)
+# transfer.py's and ablation.py's stages: each keeps the record of what it was made from (checkpoint.provenance)
 # and is reused only on a match; anything else is refused, naming what differs.
 
 
