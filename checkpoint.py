@@ -1,9 +1,10 @@
 """
-checkpoint.py -- files on disk: Hugging Face checkpoints in and out, and a training run's folder.
+checkpoint.py -- files on disk: checkpoints, a training run's folder, saved prompts, and records.
 
-model.py is the network; this file is everything it and train.py need from a
-disk, written so that a crash cannot corrupt what is there and a file that is
-not what it claims to be is refused with its name:
+model.py is the network; this file is everything the scripts need from a
+disk, written so that a crash cannot corrupt what is there, a file that is
+not what it claims to be is refused with its name, and nothing made from
+other inputs is reused for what a command asks:
 
   1. where a name points   a folder, a train.py run folder (its `latest`), a
                            short name of an offline model, a Hugging Face hub id
