@@ -625,8 +625,11 @@ def reusable(folder, record, what) -> bool:
     except (OSError, ValueError) as e:
         raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); delete {folder} to make it again") \
             from None
-    differs = [f"{part} {k}" for part in ("inputs", "settings")
-               for k in differences(stored.get(part, {}), record[part])]
+    # a setting's values say what changed; an input's are hashes, and its name says enough
+    differs = [f"inputs {k}" for k in differences(stored.get("inputs", {}), record["inputs"])]
+    differs += [f"settings {k}: {json.dumps(stored.get('settings', {}).get(k))} there, "
+                f"{json.dumps(record['settings'].get(k))} now"
+                for k in differences(stored.get("settings", {}), record["settings"])]
     if differs:
         raise SystemExit(f"{folder}: holds {what} made from other inputs or settings ({', '.join(differs)}); "
                          "use another folder, or delete it to make it again")

@@ -467,5 +467,6 @@ def test_ablation_refuses_to_mix_settings(tmp_path):
     args = ablation.parse_args(["--out", str(tmp_path)])
     ablation.check_settings(args)
     ablation.check_settings(ablation.parse_args(["--out", str(tmp_path)]))  # the same settings: continues
-    with pytest.raises(SystemExit, match=r"holds an ablation made from other .* \(settings seeds\)"):
+    with pytest.raises(SystemExit, match=r"holds an ablation made from other .* \(settings seeds: "
+                                         r"\[1, 2, 3\] there, \[1, 2\] now\)"):
         ablation.check_settings(ablation.parse_args(["--out", str(tmp_path), "--seeds", "1", "2"]))

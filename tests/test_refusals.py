@@ -292,7 +292,10 @@ def fingerprints_counted(monkeypatch):
 
 
 def refusal(folder, what, differs):
-    return re.escape(f"{folder}: holds {what} made from other inputs or settings ({differs}); ")
+    """The refusal of a stage: each of `differs` ("inputs corpus", "settings seeds") named, in order (a
+    setting with its values there and now)."""
+    named = ".*".join(re.escape(d) for d in differs.split(", "))
+    return re.escape(f"{folder}: holds {what} made from other inputs or settings (") + named + r".*\); "
 
 
 def transfer_argv(model, root, out, *extra):
