@@ -534,15 +534,21 @@ def load_tuned(folder):
         raise PromptError(str(e)) from None
 
 
+def prompt_tensor(folder):
+    """The prompt of a saved prompt and head (save_tuned), whatever its shape."""
+    path, tensors = Path(folder) / "prompt.safetensors", load_tuned(folder)
+    if "prompt" not in tensors:
+        raise PromptError(f"{path}: no tensor 'prompt' (it holds {', '.join(tensors) or 'none'})")
+    return tensors["prompt"]
+
+
 def load_prompt(folder, config, length):
     """The prompt a prompt-tuning run saved with --save, its shape exactly the one this model and
     --prompt-length give a prompt."""
-    path = Path(folder) / "prompt.safetensors"
-    tensors = load_tuned(folder)
-    if "prompt" not in tensors:
-        raise PromptError(f"{path}: no tensor 'prompt' (it holds {', '.join(tensors) or 'none'})")
+    prompt = prompt_tensor(folder)
     expected = {"prompt": (config.num_hidden_layers, 2, length, config.hidden_size)}
-    return check_shapes(path, tensors, expected, f"this model with --prompt-length {length}")["prompt"]
+    return check_shapes(Path(folder) / "prompt.safetensors", {"prompt": prompt}, expected,
+                        f"this model with --prompt-length {length}")["prompt"]
 
 
 def prompt_meta(folder) -> dict:

@@ -237,11 +237,7 @@ def saved_change(folder):
     if meta["started_from"] != "random":
         raise checkpoint.PromptError(f"{path}: a prompt started from {meta['started_from']}; "
                                      "the transferability compares prompts tuned from their random start")
-    tensors = checkpoint.load_tuned(folder)
-    if "prompt" not in tensors:
-        raise checkpoint.PromptError(f"{Path(folder) / 'prompt.safetensors'}: no tensor 'prompt' "
-                                     f"(it holds {', '.join(tensors) or 'none'})")
-    return prompt_change(tensors["prompt"], meta["seed"]), meta["seed"]
+    return prompt_change(checkpoint.prompt_tensor(folder), meta["seed"]), meta["seed"]
 
 
 def prompt_inputs(args, task, config, fingerprint) -> dict:

@@ -260,8 +260,9 @@ class MaskingBatch:
     random number from `generator` and keeps nothing between calls (no
     module-level counter, cache or random state): a run's masks then follow
     from (seed, step, micro-batch) alone, and a resumed run repeats an
-    uninterrupted one. train.py calls a rule twice on one batch when the
-    method begins and refuses one whose two answers differ.
+    uninterrupted one. As the method begins, train.py (probe.method_start)
+    asks a rule twice about the sample sentence and refuses one whose two
+    answers differ.
     """
     input_ids: torch.Tensor          # (batch, length) token ids, unmasked
     maskable: torch.Tensor           # (batch, length) bool: False at special tokens and padding

@@ -182,13 +182,6 @@ PLACES = {"model", "out", "save", "data-root", "cache-dir", "device", "quiet", "
           "prompt-init", "distill-from", "target-prompt", "teachers"}
 
 
-def content(path):
-    """What a stage records of a file or folder it reads: its checkpoint.fingerprint (hashed once per
-    command); a path that does not exist stands for its name, as in checkpoint.provenance (the stage that
-    reads it fails, naming it)."""
-    return checkpoint.fingerprint(path) if Path(path).exists() else str(path)
-
-
 def settings_of(argv):
     """A stage's command line as {option: value}, less the options in PLACES."""
     settings, key = {}, None
@@ -206,22 +199,21 @@ def stage_done(folder, record, what, result):
     return checkpoint.reusable(folder, record, what) and (Path(folder) / result).is_file()
 
 
-def corpus_content(args):
-    """The fingerprints of the corpus files; 'wiki' is the installed package's file (found as data finds
-    it), so that another version of the package is another corpus."""
-    return [content(data._wiki_file() if str(s) == "wiki" else Path(s).expanduser())
-            for s in args.corpus]
+def corpus_files(args):
+    """The corpus files, for a record (checkpoint.provenance hashes them); 'wiki' is the installed
+    package's file (found as data finds it), so that another version of the package is another corpus."""
+    return [data._wiki_file() if str(s) == "wiki" else Path(s).expanduser() for s in args.corpus]
 
 
-def task_content(args, task):
-    """The fingerprints of the files finetune.py reads of a task: its train and dev splits."""
+def task_files(args, task):
+    """The files finetune.py reads of a task, for a record: its train and dev splits."""
     folder = glue.task_folder(task, args.data_root)
-    return [content(folder / glue.file_name(task, split)) for split in ("train", "dev")]
+    return [folder / glue.file_name(task, split) for split in ("train", "dev")]
 
 
-def blimp_content(args):
+def blimp_folder(args):
     folder = data.find_data_root(args.data_root) / "blimp"
-    return content(folder) if folder.is_dir() else "none"
+    return folder if folder.is_dir() else "none"
 
 
 SETTINGS = ("model", "corpus", "head_steps", "head_lr", "steps", "block_length", "batch_size", "lr",
@@ -239,9 +231,9 @@ def check_settings(args):
         raise SystemExit(f"{args.out} holds an ablation of an earlier version, which did not record what its "
                          "stages were made from: choose another --out, or delete it to start over")
     args.start = resolve_checkpoint(args.model)  # once: a run folder that is still training moves on
-    inputs = {"model": content(args.start), "corpus": corpus_content(args)}
+    inputs = {"model": args.start, "corpus": corpus_files(args)}
     if args.blimp_pairs or args.curve_every:
-        inputs["blimp"] = blimp_content(args)
+        inputs["blimp"] = blimp_folder(args)
     record = checkpoint.provenance(inputs, {k: getattr(args, k) for k in SETTINGS})
     if not checkpoint.reusable(args.out, record, "an ablation"):
         checkpoint.record_provenance(args.out, record)
@@ -272,7 +264,7 @@ def pretrain(args, name, model, options, steps, head_steps=0):
         argv += ["--cache-dir", args.cache_dir]
     if args.quiet:
         argv.append("--quiet")
-    record = checkpoint.provenance({"model": content(model), "corpus": corpus_content(args)},
+    record = checkpoint.provenance({"model": model, "corpus": corpus_files(args)},
                                 settings_of(argv))
     if stage_done(stage, record, f"the pretraining stage {name!r}", "summary.json"):
         return json.loads((stage / "summary.json").read_text())
@@ -370,8 +362,8 @@ def probe_all(args, start, variants):
 def probe_record(args, model, start, pairs):
     """What a probe is made from: the model probed, the start model (its hardest tokens are masked), the
     corpus (the held-out blocks), the BLiMP files, and the settings that choose what is scored."""
-    inputs = {"model": content(model), "start": content(start),
-              "corpus": corpus_content(args), "blimp": blimp_content(args) if pairs else "unused"}
+    inputs = {"model": model, "start": start,
+              "corpus": corpus_files(args), "blimp": blimp_folder(args) if pairs else "unused"}
     settings = {k: getattr(args, k) for k in ("corpus", "block_length", "heldout", "eval_blocks", "seed")}
     return checkpoint.provenance(inputs, {**settings, "pairs": pairs})
 
@@ -407,9 +399,8 @@ def finetune_all(args, models):
     for name, summary in models.items():
         for task in args.tasks:
             stage = args.out / "finetune" / name / task
-            record = checkpoint.provenance({"model": content(summary["checkpoint"]),
-                                         "data": task_content(args, task)},
-                                        {"task": task, **settings_of(common)})
+            record = checkpoint.provenance({"model": summary["checkpoint"], "data": task_files(args, task)},
+                                           {"task": task, **settings_of(common)})
             if not stage_done(stage, record, f"the fine-tuning of {name} on {task}", "report.json"):
                 argv = ["--model", str(summary["checkpoint"]), "--task", task, *common,
                         "--out", str(stage / "report.json")]

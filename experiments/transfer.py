@@ -42,7 +42,7 @@ import finetune
 import glue
 import runtime
 from checkpoint import resolve_checkpoint
-from experiments.ablation import content, hardware, settings_of, stage_done, task_content
+from experiments.ablation import hardware, settings_of, stage_done, task_files
 from experiments.stats import cell, paired_seeds
 
 # Each target, and the source of its distilled transfer, with the reason.
@@ -101,8 +101,7 @@ def stage(args, name, task, options, starts=None, save=False):
     folder, starts = args.out / name, starts or {}
     options = [*options, "--batch-size", str(args.batch_size)]
     options += ["--max-length", str(args.max_length)] if args.max_length else []
-    inputs = {"model": content(args.start), "data": task_content(args, task),
-              **{option: content(path) for option, path in starts.items()}}
+    inputs = {"model": args.start, "data": task_files(args, task), **starts}
     record = checkpoint.provenance(inputs, {"task": task, **settings_of(options)})
     # A stage made from anything else is refused, not redone: this command is run again to finish the same
     # study, and another --model or other settings with the same --out are most likely a forgotten --out;
