@@ -289,14 +289,105 @@ def save_hf(model, out_dir):
 
 
 # -----------------------------------------------------------------------------
-# 4. A run folder: checkpoints a crash cannot corrupt, a resume that is exact, one run at a time
+# 4. Records: what an artifact was made from
+#
+# Every artifact a later command may reuse has one record beside it, in one
+# format: {"inputs": {name: the fingerprint of its content}, "settings": {name:
+# value}}. A stage of a study, a run's checkpoint, the offline scores and a
+# saved prompt keep it in provenance.json (NAME.provenance.json beside a file);
+# the corpus cache is named by its record's hash (data.load_corpus). An
+# artifact is reused only when its record matches what the command would make
+# it from now: the content of its inputs, not their names, and the settings that
+# decide it. Anything else is a result of other inputs under the same name:
+# refused, naming what differs (or made again where the command says so).
 
-STATE, OPTIONS, LOG = "training_state.pt", "options.json", "log.jsonl"
+PROVENANCE = "provenance.json"
+
+
+def record_path(artifact) -> Path:
+    """Where the record of `artifact` lies: provenance.json in a folder, NAME.provenance.json beside a
+    file (a path with a suffix)."""
+    artifact = Path(artifact)
+    if artifact.suffix and not artifact.is_dir():
+        return artifact.with_name(f"{artifact.stem}.{PROVENANCE}")
+    return artifact / PROVENANCE
+
+
+def provenance(inputs: dict, settings: dict) -> dict:
+    """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
+    path, such as 'wiki' or a fingerprint already taken, stands for itself) and the settings that
+    decide it, as JSON has them."""
+    def of(value):
+        return fingerprint(value) if value is not None and Path(value).exists() else value
+    return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
+                       for k, vs in inputs.items()},
+            "settings": json.loads(json.dumps(settings, default=str))}
+
+
+def write_record(artifact, record):
+    """Write `record` beside `artifact`, once the artifact is whole."""
+    write_json(record_path(artifact), record)
+
+
+def read_record(artifact) -> dict | None:
+    """The record beside `artifact` (None where there is none), refused unless it is one."""
+    path = record_path(artifact)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); it records what "
+                         f"{Path(artifact).name} was made from") from None
+    if not (isinstance(record, dict) and isinstance(record.get("inputs"), dict)
+            and isinstance(record.get("settings"), dict)):
+        raise SystemExit(f"{path}: not a record of this project (expected a JSON object with "
+                         "'inputs' and 'settings' objects)")
+    return record
+
+
+def differences(stored: dict, now: dict, keys=None) -> list:
+    """The keys (of `keys`, else of either) whose values differ between a stored dict and now, sorted."""
+    keys = sorted(set(stored) | set(now)) if keys is None else sorted(keys)
+    return [k for k in keys if stored.get(k) != now.get(k)]
+
+
+def mismatches(stored: dict, wanted: dict, partial=False, ignore=()) -> list:
+    """What differs between a stored record and the one wanted, in words: "inputs corpus" (an input's
+    values are hashes: its name says enough), "settings seeds: [1, 2, 3] there, [1, 2] now". The one
+    comparison of records. `partial`: only the keys `wanted` names count (a saved prompt is asked for
+    its model alone, or its model, task and seed); `ignore`: keys that may differ."""
+    said = []
+    for part in ("inputs", "settings"):
+        there, now = stored.get(part, {}), wanted.get(part, {})
+        keys = (set(now) if partial else set(there) | set(now)) - set(ignore)
+        for k in differences(there, now, keys):
+            said.append(f"{part} {k}" if part == "inputs" else
+                        f"{part} {k}: {json.dumps(there.get(k))} there, {json.dumps(now.get(k))} now")
+    return said
+
+
+def reusable(artifact, record, what, remedy="use another folder, or delete it to make it again") -> bool:
+    """Whether `artifact` was made from `record` (True), or has no record yet (False). One made from
+    anything else is refused, naming what differs: `what` says what the artifact is, `remedy` what to do."""
+    stored = read_record(artifact)
+    if stored is None:
+        return False
+    if differs := mismatches(stored, record):
+        raise SystemExit(f"{artifact}: holds {what} made from other inputs or settings "
+                         f"({', '.join(differs)}); {remedy}")
+    return True
+
+
+# -----------------------------------------------------------------------------
+# 5. A run folder: checkpoints a crash cannot corrupt, a resume that is exact, one run at a time
+
+STATE, LOG = "training_state.pt", "log.jsonl"
 
 
 # What a run leaves in its folder besides the checkpoints (train.py, probe.method_start): a folder that
 # holds any of it holds a run, whether or not that run lived to save a checkpoint.
-RUN_FILES = ("latest", "step-*", LOG, "scores-step*.npy", "hardest-heldout.pt", "scores.html")
+RUN_FILES = ("latest", "step-*", LOG, "scores-step*", "hardest-heldout.pt", "scores.html")
 
 
 def resume_point(out, resume) -> Path | None:
@@ -314,15 +405,15 @@ def resume_point(out, resume) -> Path | None:
     return None
 
 
-def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_every=0):
+def save_checkpoint(out, step, model, tok, optimizer, scaler, record, keep_every=0):
     """Write step-N/ in full under a temporary name, then rename and point `latest` at it.
 
     A crash at any moment leaves `latest` naming a complete checkpoint: the
     folder appears only when everything in it is written, `latest` is replaced
     in one atomic rename, and the folder `latest` names is never removed. The
     state holds tensors and plain numbers only (torch.load(weights_only=True)
-    reads it, so loading it runs no code); `settings`, the run's options as
-    chosen, go beside it as JSON.
+    reads it, so loading it runs no code); `record`, what the run is made
+    from (its corpus and rule files, its options as chosen), goes beside it.
     """
     final = out / f"step-{step:07d}"
     if (out / "latest").is_file() and latest_checkpoint(out) == final:
@@ -338,7 +429,7 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_eve
         tok.save_pretrained(tmp)
         state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         torch.save(state, tmp / STATE)
-        (tmp / OPTIONS).write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_record(tmp, record)
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as "unexpected pos ..."
         shutil.rmtree(tmp, ignore_errors=True)  # a half-written folder would keep the disk full
         full = isinstance(e, OSError) and e.errno == errno.ENOSPC or shutil.disk_usage(out).free < (1 << 20)
@@ -359,7 +450,7 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, settings, keep_eve
 
 
 def load_state(start, device):
-    """The optimizer and scaler state and the step of a checkpoint, and the options it was trained with."""
+    """The optimizer and scaler state and the step of a checkpoint, and the record of its run."""
     path = start / STATE
     try:
         state = torch.load(path, map_location=device, weights_only=True)  # plain types only: no code runs
@@ -369,25 +460,25 @@ def load_state(start, device):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SystemExit(f"{path}: not a training state of this project (it holds other objects, or it is "
                          f"damaged); refusing to resume from it: {reason}") from None
-    try:  # without the options it was trained with, a resume could not check that it continues that run
-        options = json.loads((start / OPTIONS).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{start / OPTIONS}: the options this checkpoint was trained with cannot be read "
-                         f"({type(e).__name__}); refusing to resume from it") from None
-    return state, options
+    # without the record of its run, a resume could not check that it continues that run
+    if (record := read_record(start)) is None:
+        raise SystemExit(f"{record_path(start)}: no such file: what this checkpoint was trained from and "
+                         "with is not recorded; refusing to resume from it")
+    return state, record
 
 
-def check_resume(out, settings, stored, changeable):
-    """Refuse a resume whose settings differ from the checkpoint's, except those in `changeable` (and
-    the ones that only say how the command was typed: --resume, --preset, --out)."""
-    now = json.loads(json.dumps(settings))  # as JSON has them: tuples become lists
-    checked = set(now) & set(stored) - set(changeable) - {"resume", "preset", "out"}
-    changed = [f"--{k.replace('_', '-')} {stored[k]} there, {now[k]} now"
-               for k in differences(stored, now, checked)]
-    if changed:
+HOW_TYPED = ("resume", "preset", "out")  # options that say how a run's command was typed, not what it makes
+
+
+def check_resume(out, record, stored, changeable):
+    """Refuse a resume whose record differs from the checkpoint's: another corpus or rule file (by
+    content), other settings except those in `changeable` and HOW_TYPED."""
+    differs = [re.sub(r"^settings (\w+):", lambda m: "--" + m[1].replace("_", "-"), d)  # as typed
+               for d in mismatches(stored, record, ignore={*changeable, *HOW_TYPED})]
+    if differs:
         may = ", ".join("--" + k.replace("_", "-") for k in changeable)
-        raise SystemExit(f"{out}: cannot resume with other settings than the checkpoint's "
-                         f"({'; '.join(changed)}); use the checkpoint's, or choose another --out. "
+        raise SystemExit(f"{out}: cannot resume from other inputs or settings than the checkpoint's "
+                         f"({'; '.join(differs)}); use the checkpoint's, or choose another --out. "
                          f"A resume may change only {may}")
 
 
@@ -456,18 +547,18 @@ def _alive(pid):
 
 
 # -----------------------------------------------------------------------------
-# 5. Saved prompts, and what they were tuned on
+# 6. Saved prompts, and what they were tuned on
 
 # A saved prompt (finetune.py --tuning prompt --save): prompt.safetensors, the
-# prompt and the task head, and prompt.json, what they were tuned on. Its
+# prompt and the task head, and its record, what they were tuned on. Its
 # tensors are copied into a model's, and copy_ broadcasts: a 1-output COPA head
 # would fill the 3 logits of a CB head with one number, a prompt of length 1 all
 # 4 slots of a student's. So every shape must be exactly the one the run copies
 # into. And a prompt means something only to the model, task and start it was
-# tuned on, so prompt.json records them (the model by the fingerprint of its
+# tuned on, so its record says them (the model by the fingerprint of its
 # weights) and each use checks the ones it needs (finetune.prompt_inputs).
 
-PROMPT_FIELDS = ("task", "model", "model_fingerprint", "seed", "started_from")
+PROMPT_FIELDS = ("task", "model", "seed", "start")  # in its record's inputs or settings
 WEIGHT_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
@@ -506,9 +597,8 @@ def copy_exact(target, value, what):
 
 def save_tuned(folder, runs, task, report, started_from=None):
     """What prompt-tuning runs keep: every seed's prompt and head (seed-N/), the best seed's beside, each
-    with prompt.json: the task, the model and its fingerprint (report["model_fingerprint"]), the seed, and
-    `started_from`, the run whose prompt they started from (None: a random start, of their seed), with the
-    fingerprint of that prompt's file."""
+    with its record: made from the model (report["model_fingerprint"]) and the start, `started_from`'s
+    prompt file (None: a random start, of its seed); with the task and the seed as its settings."""
     from safetensors.torch import save_file
 
     source = Path(started_from) / "prompt.safetensors" if started_from else None
@@ -516,11 +606,11 @@ def save_tuned(folder, runs, task, report, started_from=None):
     for where, run in [(folder / f"seed-{r['seed']}", r) for r in runs] + [(folder, best)]:
         where.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in run["tuned"].items()}, str(where / "prompt.safetensors"))
-        meta = {"task": task.name, "model": report["model"], "model_fingerprint": report["model_fingerprint"],
-                "seed": run["seed"], "best": run["best"],
-                "started_from": str(started_from) if started_from else "random",
-                "started_from_fingerprint": fingerprint(source) if source else None}
-        write_json(where / "prompt.json", meta)
+        record = provenance({"model": report["model_fingerprint"],
+                             "start": fingerprint(source) if source else "random"},
+                            {"task": task.name, "seed": run["seed"], "model": report["model"],
+                             "start": str(started_from or "random")})
+        write_record(where, {**record, "result": {"best": run["best"]}})  # its scores, for a reader
 
 
 def load_tuned(folder):
@@ -552,96 +642,41 @@ def load_prompt(folder, config, length):
 
 
 def prompt_meta(folder) -> dict:
-    """prompt.json of a saved prompt (save_tuned), refused unless it is a JSON object with every field
-    of PROMPT_FIELDS and a seed that is a seed."""
-    path = Path(folder) / "prompt.json"
-    if not path.is_file():
+    """The settings of a saved prompt's record (save_tuned), refused unless the record is there with
+    every field of PROMPT_FIELDS and a seed that is a seed."""
+    path = record_path(folder)
+    try:
+        record = read_record(folder)
+    except SystemExit as e:  # a damaged record: refused as a prompt is (PromptError), with its message
+        raise PromptError(str(e)) from None
+    if record is None:
         raise PromptError(f"{path}: no such file; a prompt-tuning run's --save writes it beside "
                           "prompt.safetensors, saying what the prompt was tuned on")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PromptError(f"{path}: not JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise PromptError(f"{path}: expected a JSON object, found {type(meta).__name__}")
-    if missing := [k for k in PROMPT_FIELDS if k not in meta]:
+    settings = record["settings"]
+    if missing := [k for k in PROMPT_FIELDS if k not in {**record["inputs"], **settings}]:
         raise PromptError(f"{path}: no {', '.join(missing)}: what the prompt was tuned on is not recorded "
                           "(tune it again with this finetune.py's --save)")
-    if isinstance(meta["seed"], bool) or not isinstance(meta["seed"], int) or meta["seed"] < 0:
-        raise PromptError(f"{path}: seed {json.dumps(meta['seed'])} is not a seed (a whole number >= 0)")
-    return meta
+    if isinstance(settings["seed"], bool) or not isinstance(settings["seed"], int) or settings["seed"] < 0:
+        raise PromptError(f"{path}: seed {json.dumps(settings['seed'])} is not a seed (a whole number >= 0)")
+    return settings
 
 
-def tuned_on(folder, fingerprint, role, task=None, seed=None, started_from=None):
-    """prompt.json of the prompt in `folder`, refused unless it was tuned on the model of this
-    `fingerprint` and, where given, on `task`, from the random start of `seed` (seed, why), from the
-    prompt file of fingerprint `started_from`. `role`: what the prompt is for, for the messages."""
-    meta, path = prompt_meta(folder), Path(folder) / "prompt.json"
-    if meta["model_fingerprint"] != fingerprint:
-        raise PromptError(f"{path}: {role} was tuned on another model: {meta['model']} (fingerprint "
-                          f"{str(meta['model_fingerprint'])[:12]}), where this --model's is "
-                          f"{fingerprint[:12]}; a prompt means something only to the model it was tuned on")
-    if task is not None and meta["task"] != task:
-        raise PromptError(f"{path}: {role} was tuned on {meta['task']}, not on {task}")
-    if seed is not None and meta["seed"] != seed[0]:
-        raise PromptError(f"{path}: {role} was tuned from seed {meta['seed']}'s start, not seed {seed[0]}'s "
-                          f"({seed[1]})")
-    if started_from is not None and meta.get("started_from_fingerprint") != started_from:
-        raise PromptError(f"{path}: {role} was tuned from {meta['started_from']}, not from --distill-from's "
-                          "prompt (PANDA's teacher is the source prompt tuned further on the target)")
-    return meta
-
-# -----------------------------------------------------------------------------
-# 6. Records: what an artifact was made from
-#
-# A later command reuses an artifact (a stage
-# of a study, a saved prompt) only when the record beside it matches what the
-# command would make it from now: the content of its input files, not their
-# names, and the settings that decide it. Anything else is a result of other
-# inputs under the same name: refused, naming what differs.
-
-PROVENANCE = "provenance.json"
+# Why a use needs each part of a prompt's record, for the message that refuses it.
+PROMPT_NEEDS = {"inputs model": "a prompt means something only to the model it was tuned on",
+                "inputs start": "PANDA's teacher is the source prompt tuned further on the target"}
 
 
-def provenance(inputs: dict, settings: dict) -> dict:
-    """The record of an artifact: the fingerprint of each input file or folder (a name that is not a
-    path, such as 'wiki', stands for itself) and the settings that decide it, as JSON has them."""
-    def of(value):
-        return fingerprint(value) if Path(value).exists() else str(value)
-    return {"inputs": {k: [of(v) for v in vs] if isinstance(vs, (list, tuple)) else of(vs)
-                       for k, vs in inputs.items()},
-            "settings": json.loads(json.dumps(settings, default=str))}
-
-
-def differences(stored: dict, now: dict, keys=None) -> list:
-    """The keys (of `keys`, else of either) whose values differ between a stored record and now, sorted:
-    the one comparison of every record a command checks before it reuses what another made."""
-    keys = sorted(set(stored) | set(now)) if keys is None else sorted(keys)
-    return [k for k in keys if stored.get(k) != now.get(k)]
-
-
-def reusable(folder, record, what) -> bool:
-    """Whether `folder` holds an artifact made from `record` (True), or none yet (False). One made from
-    anything else is refused, naming what differs: `what` says what the folder holds."""
-    path = Path(folder) / PROVENANCE
-    if not path.is_file():
-        return False
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{path}: cannot be read ({type(e).__name__}); delete {folder} to make it again") \
-            from None
-    # a setting's values say what changed; an input's are hashes, and its name says enough
-    differs = [f"inputs {k}" for k in differences(stored.get("inputs", {}), record["inputs"])]
-    differs += [f"settings {k}: {json.dumps(stored.get('settings', {}).get(k))} there, "
-                f"{json.dumps(record['settings'].get(k))} now"
-                for k in differences(stored.get("settings", {}), record["settings"])]
-    if differs:
-        raise SystemExit(f"{folder}: holds {what} made from other inputs or settings ({', '.join(differs)}); "
-                         "use another folder, or delete it to make it again")
-    return True
-
-
-def record_provenance(folder, record):
-    """Write `record` beside the artifact in `folder`, once the artifact is whole."""
-    write_json(Path(folder) / PROVENANCE, record)
+def tuned_on(folder, fingerprint, role, task=None, seed=None, start=None):
+    """The settings of the prompt in `folder`, refused unless its record says it was tuned on the model
+    of this `fingerprint` and, where given, on `task`, from the random start of `seed` (seed, why), from
+    the prompt file of fingerprint `start`: the parts of the record that its use needs. `role`: what the
+    prompt is for, for the message."""
+    settings = prompt_meta(folder)
+    wanted = {"inputs": {"model": fingerprint, **({"start": start} if start else {})},
+              "settings": {**({"task": task} if task else {}), **({"seed": seed[0]} if seed else {})}}
+    if differs := mismatches(read_record(folder), wanted, partial=True):
+        why = {**PROMPT_NEEDS, "settings seed": seed[1] if seed else ""}
+        said = [d + (f" ({why[d.split(':')[0]]})" if why.get(d.split(":")[0]) else "") for d in differs]
+        raise PromptError(f"{record_path(folder)}: {role} was tuned on other inputs or settings than this "
+                          f"run needs: {'; '.join(said)}")
+    return settings

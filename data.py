@@ -443,14 +443,17 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
     sources = _as_list(sources)
     files = [(_format(s), _source_file(s)) for s in sources]
     dtype = np.dtype(np.uint16 if tok.vocab_size < 65536 else np.int32)
-    # The key names everything the blocks depend on: file bytes and how they are
-    # read, not names or mtimes, so that an edited corpus is never served from a
-    # stale cache, nor a .jsonl file the blocks of the same bytes read as text.
+    # The cache's record (checkpoint.py's format: inputs by content, settings)
+    # names everything the blocks depend on: file bytes and how they are read,
+    # not names or mtimes. Its hash is the cache's name, so an edited corpus is
+    # never served from a stale cache, nor a .jsonl file the blocks of the same
+    # bytes read as text.
     hashes = [file_sha256(path) for _, path in files]
-    key = sha256(json.dumps(dict(
-        format=FORMAT_VERSION, tokenizer=sha256(tok.tok.to_str()), cls=tok.cls_id, sep=tok.sep_id,
-        corpus=[[kind, h] for (kind, _), h in zip(files, hashes)], text_field=text_field,
-        block_length=L, heldout=heldout, seed=seed), sort_keys=True))
+    record = {"inputs": {"corpus": hashes, "tokenizer": sha256(tok.tok.to_str())},
+              "settings": dict(format=FORMAT_VERSION, kinds=[kind for kind, _ in files], cls=tok.cls_id,
+                               sep=tok.sep_id, text_field=text_field, block_length=L, heldout=heldout,
+                               seed=seed)}
+    key = sha256(json.dumps(record, sort_keys=True))
     folder = cache_folder(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     npy, meta_path = folder / f"blocks-{key[:24]}.npy", folder / f"blocks-{key[:24]}.json"
@@ -459,7 +462,7 @@ def load_corpus(sources, tokenizer, block_length: int, max_positions: int | None
     if not from_cache:
         meta = _build(sources, tok, L, heldout, seed, dtype, text_field, npy)
         meta.update(key=key, shape=[meta["n_blocks"], L], dtype=dtype.name, block_length=L,
-                    sources=[str(path) for _, path in files])
+                    sources=[str(path) for _, path in files], provenance=record)
         tmp = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, meta_path)

@@ -233,9 +233,9 @@ def tuned_shapes(config, task, length) -> dict:
 def saved_change(folder):
     """`prompt_change` of the prompt saved in `folder`, which must have been tuned from a random start;
     and the seed of that start."""
-    path, meta = Path(folder) / "prompt.json", checkpoint.prompt_meta(folder)
-    if meta["started_from"] != "random":
-        raise checkpoint.PromptError(f"{path}: a prompt started from {meta['started_from']}; "
+    path, meta = checkpoint.record_path(folder), checkpoint.prompt_meta(folder)
+    if meta["start"] != "random":
+        raise checkpoint.PromptError(f"{path}: a prompt started from {meta['start']}; "
                                      "the transferability compares prompts tuned from their random start")
     return prompt_change(checkpoint.prompt_tensor(folder), meta["seed"]), meta["seed"]
 
@@ -266,7 +266,7 @@ def prompt_inputs(args, task, config, fingerprint) -> dict:
             folder = Path(args.teachers) / f"seed-{seed}"
             checkpoint.tuned_on(folder, fingerprint, f"the teacher of seed {seed}", task=task.name,
                                 seed=(seed, f"--teachers' seed-{seed}/ holds seed {seed}'s teacher"),
-                                started_from=start)
+                                start=start)
             needs = f"a teacher of {task.name} on this model with --prompt-length {length}"
             out["teachers"][seed] = checkpoint.check_shapes(folder / "prompt.safetensors",
                                                             checkpoint.load_tuned(folder), shapes, needs)

@@ -181,7 +181,7 @@ class Run:
     method: se.Method
     machine: runtime.Machine
     out: Path
-    settings: dict  # the options as chosen ("auto" resolved): options.json of every checkpoint
+    record: dict  # what the run is made from: its input files and options ("auto" resolved), in every checkpoint
     tok: Tokenizer
     model: MaskedLM
     wrapped: torch.nn.Module  # what the training forward runs through: the model, behind DDP and compile
@@ -203,7 +203,7 @@ class Run:
     def save(self, step):
         a = self.args
         return checkpoint.save_checkpoint(self.out, step, self.model, self.tok, self.optimizer, self.scaler,
-                                          self.settings, a.keep_every)
+                                          self.record, a.keep_every)
 
 
 def setup(args, method, machine, out) -> Run:
@@ -234,11 +234,10 @@ def setup(args, method, machine, out) -> Run:
     if machine.main:
         machine.barrier()
     # What the run is made from, by content: an edited corpus or rule file is another run.
-    settings["corpus_sha256"] = info["corpus_sha256"]
-    if args.masking_fn:
-        settings["masking_fn_sha256"] = checkpoint.fingerprint(args.masking_fn.rpartition(":")[0])
+    rule_file = args.masking_fn.rpartition(":")[0] if args.masking_fn else None
+    record = checkpoint.provenance({"corpus": info["corpus_sha256"], "masking_fn": rule_file}, settings)
     if start:
-        checkpoint.check_resume(out, settings, trained_with, CHANGEABLE_ON_RESUME)
+        checkpoint.check_resume(out, record, trained_with, CHANGEABLE_ON_RESUME)
     if len(train) < args.batch_size:
         raise SystemExit(f"{len(train)} training blocks (and {len(heldout)} held-out) are fewer than one "
                          f"batch of {args.batch_size}: add text, or lower --batch-size or --block-length")
@@ -260,7 +259,7 @@ def setup(args, method, machine, out) -> Run:
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if args.compile:
         wrapped = torch.compile(wrapped)
-    run = Run(args, method, machine, out, settings, tok, model, wrapped, train, heldout, optimizer, scaler,
+    run = Run(args, method, machine, out, record, tok, model, wrapped, train, heldout, optimizer, scaler,
               state["step"] if start else 0, token_counts)
     c = model.config
     run.say(f"model {args.model}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
@@ -269,7 +268,7 @@ def setup(args, method, machine, out) -> Run:
     run.say(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
             f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
     run.say("settings: " + " ".join(f"{k}={v}" for k, v in sorted(settings.items())
-                                    if k not in ("sample", "quiet") and not k.endswith("_sha256")))
+                                    if k not in ("sample", "quiet")))
     return run
 
 
@@ -293,6 +292,25 @@ def micro_batches(run, step, context, scores=None):
             context = replace(context, stored_scores=stored)
         out.append((micro, runtime.to_device(run.train.batch(part), machine.device), context))
     return out
+
+
+def offline_pass(run, stop):
+    """Stage 1 offline (se.offline_scores): the scores of every training block, kept in the run folder
+    with their record, what decides them (the run's inputs and settings up to the method's start). A
+    resumed run reads them back, and only those: they cannot be made again from a later checkpoint."""
+    a, machine = run.args, run.machine
+    path = run.out / f"scores-step{a.head_steps}.npy"
+    mutable = CHANGEABLE_ON_RESUME + checkpoint.HOW_TYPED
+    fixed = {k: v for k, v in run.record["settings"].items() if k not in mutable}
+    made_from = checkpoint.provenance(run.record["inputs"], fixed)
+    again = "they can be made again only by the run from its start: start it again in another --out"
+    if path.exists() and not checkpoint.reusable(path, made_from, "the offline scores", again):
+        raise SystemExit(f"{path}: no record of what these scores were made from; " + again)
+    scores = se.offline_scores(run.method, run.model, run.train, path, a.micro_batch_size, machine,
+                               a.quiet, stop)
+    if scores is not None and machine.main:
+        checkpoint.write_record(path, made_from)
+    return scores
 
 
 def evaluate(run, log, step, label, random_masks, hardest):
@@ -344,9 +362,7 @@ def train(run):
                                                  sample=a.sample, name=a.model, token_counts=run.token_counts)
                 evaluate(run, log, step, "head trained" if step > 0 else "start", random_masks, hardest)
             if phase == se.METHOD and offline and scores is None:  # the authors' pass; on resume, read back
-                path = run.out / f"scores-step{a.head_steps}.npy"
-                scores = se.offline_scores(method, run.model, run.train, path, a.micro_batch_size, machine,
-                                           a.quiet, stop)
+                scores = offline_pass(run, stop)
                 if scores is None:  # Ctrl-C in the pass: stop before this step
                     continue
             lr = lr_at(step)

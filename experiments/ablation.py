@@ -236,7 +236,7 @@ def check_settings(args):
         inputs["blimp"] = blimp_folder(args)
     record = checkpoint.provenance(inputs, {k: getattr(args, k) for k in SETTINGS})
     if not checkpoint.reusable(args.out, record, "an ablation"):
-        checkpoint.record_provenance(args.out, record)
+        checkpoint.write_record(args.out, record)
 
 
 # -----------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def pretrain(args, name, model, options, steps, head_steps=0):
                "tokens": (steps + head_steps) * args.batch_size * args.block_length,
                "evals": [e for e in log if "eval_loss" in e]}
     checkpoint.write_json(stage / "summary.json", summary)
-    checkpoint.record_provenance(stage, record)
+    checkpoint.write_record(stage, record)
     return summary
 
 
@@ -354,7 +354,7 @@ def probe_all(args, start, variants):
                 result["minutes"] = (time.time() - t0) / 60
                 stage.mkdir(parents=True, exist_ok=True)
                 checkpoint.write_json(stage / "probe.json", result)
-                checkpoint.record_provenance(stage, record)
+                checkpoint.write_record(stage, record)
             probes.setdefault(name, []).append(json.loads((stage / "probe.json").read_text()))
     return probes
 
@@ -407,7 +407,7 @@ def finetune_all(args, models):
                 print(f"\n=== fine-tuning {name} on {task} ({len(args.seeds)} seeds) ===\n"
                       f"    python finetune.py {' '.join(argv)}")
                 finetune.main(argv)
-                checkpoint.record_provenance(stage, record)
+                checkpoint.write_record(stage, record)
             (report,) = json.loads((stage / "report.json").read_text())
             reports[name, task] = {"variant": name, **report}
     return reports

@@ -115,7 +115,7 @@ def stage(args, name, task, options, starts=None, save=False):
         argv += ["--quiet"] if args.quiet else []
         print(f"\n=== {name} ===\n    python finetune.py {' '.join(argv)}", flush=True)
         finetune.main(argv)
-        checkpoint.record_provenance(folder, record)
+        checkpoint.write_record(folder, record)
     (report,) = json.loads((folder / "report.json").read_text())
     return report
 

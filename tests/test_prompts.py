@@ -169,7 +169,7 @@ def test_transferability_compares_what_tasks_taught_not_the_seeds(tmp_path, tiny
     assert max(other) < 0.5 and same_rule > max(other)
     prompt_run(tiny_checkpoint, root, "WSC", "--prompt-init", str(tmp_path / "CoLA" / "CoLA"),
                "--save", str(tmp_path / "transfer"))
-    with pytest.raises(ValueError, match="prompt.json: a prompt started from .*CoLA; the transferability"):
+    with pytest.raises(ValueError, match="provenance.json: a prompt started from .*CoLA; the transferability"):
         ft.saved_change(tmp_path / "transfer" / "WSC")
 
 
@@ -184,7 +184,7 @@ def test_distilled_prompt_transfer_end_to_end(tmp_path, tiny_checkpoint, capsys)
                         "--teachers", str(tmp_path / "teachers" / "WSC"), "--distill-scale", "2")
     change, seeds = [], []
     for folder in (tmp_path / "source" / "CoLA", tmp_path / "target" / "WSC"):  # the best seed's, each
-        seeds.append(json.loads((folder / "prompt.json").read_text())["seed"])
+        seeds.append(json.loads((folder / "provenance.json").read_text())["settings"]["seed"])
         prompt = checkpoint.load_tuned(folder)["prompt"]
         change.append(prompt - ft.Prompt.start(prompt.shape, seeds[-1]))
     assert report["transferability"] == pytest.approx(ft.transferability(*change))

@@ -192,8 +192,8 @@ def test_a_resume_on_an_edited_corpus_is_refused(tmp_path, tiny_checkpoint, tiny
     train.main(argv(tiny_checkpoint, corpus, out, "--steps", "2"))
     documents = corpus.read_text().split("\n\n")
     corpus.write_text("\n\n".join(documents[::-1]))  # the same text, shuffled in place
-    with pytest.raises(SystemExit, match=r"cannot resume with other settings than the checkpoint's "
-                                         r"\(--corpus-sha256 \['[0-9a-f]+'\] there, \['[0-9a-f]+'\] now\)"):
+    with pytest.raises(SystemExit, match=r"cannot resume from other inputs or settings than the checkpoint's "
+                                         r"\(inputs corpus\); use the checkpoint's"):
         train.main(argv(tiny_checkpoint, corpus, out, "--steps", "4", "--resume"))
 
 
@@ -203,9 +203,35 @@ def test_a_resume_with_an_edited_masking_function_is_refused(tmp_path, tiny_chec
     out = tmp_path / "run"
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2", "--masking-fn", f"{rule}:rule"))
     rule.write_text("def rule(batch):\n    return batch.maskable & (batch.input_ids % 3 == 1)\n")
-    with pytest.raises(SystemExit, match=r"\(--masking-fn-sha256 [0-9a-f]+ there, [0-9a-f]+ now\)"):
+    with pytest.raises(SystemExit, match=r"\(inputs masking_fn\); use the checkpoint's"):
         train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "4", "--resume",
                         "--masking-fn", f"{rule}:rule"))
+
+
+def test_every_artifact_a_later_command_reuses_has_one_record_of_what_it_was_made_from(
+        tmp_path, tiny_checkpoint, tiny_corpus):
+    """A checkpoint, the offline scores and the corpus cache each keep {"inputs", "settings"}. Scores whose
+    record is not the run's are refused on resume: a later checkpoint cannot make them again."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    options = ["--questioning", "offline", "--cache-dir", str(cache)]
+    train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2", *options))
+    corpus_hash = data.file_sha256(tiny_corpus)
+    run = checkpoint.read_record(checkpoint.latest_checkpoint(out))
+    assert run["inputs"] == {"corpus": [corpus_hash], "masking_fn": None}
+    assert run["settings"]["questioning"] == "offline" and run["settings"]["steps"] == 2
+    scores = checkpoint.read_record(out / "scores-step0.npy")
+    assert scores["inputs"] == run["inputs"] and "steps" not in scores["settings"]  # a resume may change it
+    assert (out / "scores-step0.provenance.json").is_file()
+    cached = json.loads(next(cache.glob("blocks-*.json")).read_text())["provenance"]
+    assert cached["inputs"]["corpus"] == [corpus_hash] and cached["settings"]["kinds"] == ["text"]
+    (out / "scores-step0.provenance.json").write_text(json.dumps({**scores, "inputs": {"corpus": ["0" * 64]}}))
+    with pytest.raises(SystemExit, match=r"scores-step0.npy: holds the offline scores made from other inputs or "
+                                         r"settings \(inputs corpus\); they can be made again only by the run "
+                                         r"from its start: start it again in another --out"):
+        train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "3", "--resume", *options))
+    (out / "scores-step0.provenance.json").unlink()
+    with pytest.raises(SystemExit, match=r"scores-step0.npy: no record of what these scores were made from"):
+        train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "3", "--resume", *options))
 
 
 def test_a_jsonl_file_is_not_served_the_blocks_of_the_same_bytes_read_as_text(tmp_path, tiny_checkpoint):
@@ -572,14 +598,17 @@ def prompts(tmp_path_factory, tiny_checkpoint):
     return p
 
 
-def edited(folder, to, tensors=None, meta=None):
-    """A copy of a saved prompt's folder (`to`), some tensors or prompt.json fields replaced in each of
-    its prompts (the best seed's and every seed's)."""
+def edited(folder, to, tensors=None, inputs=None, settings=None):
+    """A copy of a saved prompt's folder (`to`), some tensors or some of its record's inputs or settings
+    replaced in each of its prompts (the best seed's and every seed's)."""
     shutil.copytree(folder, to)
     for path in to.rglob("prompt.safetensors"):
         save_file({**load_file(path), **(tensors or {})}, str(path))
-    for path in to.rglob("prompt.json"):
-        path.write_text(json.dumps({**json.loads(path.read_text()), **(meta or {})}))
+    for path in to.rglob("provenance.json"):
+        record = json.loads(path.read_text())
+        record["inputs"].update(inputs or {})
+        record["settings"].update(settings or {})
+        path.write_text(json.dumps(record))
     return to
 
 
@@ -617,52 +646,53 @@ def test_a_prompt_tuned_on_another_model_is_refused(prompts, monkeypatch):
     monkeypatch.setattr(finetune, "finetune_seed", None)
     for option in ("--prompt-init", "--distill-from"):
         said = stops(prompts, option, str(prompts.other))
-        assert said.startswith(f"error: {prompts.other / 'prompt.json'}: the {option} prompt was tuned on "
-                               f"another model: {prompts.work / 'other-model'} (fingerprint ")
-        assert said.endswith("a prompt means something only to the model it was tuned on")
+        assert said == (f"error: {prompts.other / 'provenance.json'}: the {option} prompt was tuned on other "
+                        "inputs or settings than this run needs: inputs model (a prompt means something only "
+                        "to the model it was tuned on)")
 
 
 def test_a_target_prompt_of_another_task_or_seed_is_refused(prompts, monkeypatch):
     monkeypatch.setattr(finetune, "finetune_seed", None)
     source = ["--distill-from", str(prompts.source)]
     said = stops(prompts, *source, "--target-prompt", str(prompts.source))
-    assert said == (f"error: {prompts.source / 'prompt.json'}: the --target-prompt was tuned on CoLA, "
-                    "not on CB")
+    assert said == (f"error: {prompts.source / 'provenance.json'}: the --target-prompt was tuned on other "
+                    'inputs or settings than this run needs: settings task: "CoLA" there, "CB" now')
     said = stops(prompts, *source, "--target-prompt", str(prompts.own / "seed-2"))
-    assert said == (f"error: {prompts.own / 'seed-2' / 'prompt.json'}: the --target-prompt was tuned from "
-                    "seed 2's start, not seed 1's (both prompts of the transferability start alike: from the "
-                    "source's seed)")
+    assert said == (f"error: {prompts.own / 'seed-2' / 'provenance.json'}: the --target-prompt was tuned on "
+                    "other inputs or settings than this run needs: settings seed: 2 there, 1 now (both prompts "
+                    "of the transferability start alike: from the source's seed)")
 
 
 def test_teachers_of_another_model_task_or_start_are_refused(prompts, tmp_path, monkeypatch):
     monkeypatch.setattr(finetune, "finetune_seed", None)
     own = prompts.own / "seed-1"
+    needs = "the teacher of seed 1 was tuned on other inputs or settings than this run needs"
     assert stops(prompts, *panda(prompts, prompts.teachers, source=own)) == (
-        f"error: {prompts.teachers / 'seed-1' / 'prompt.json'}: the teacher of seed 1 was tuned from "
-        f"{prompts.source}, not from --distill-from's prompt (PANDA's teacher is the source prompt tuned "
-        "further on the target)")
-    teachers = edited(prompts.teachers, tmp_path / "other" / "CB", meta={"model_fingerprint": "0" * 64})
-    said = stops(prompts, *panda(prompts, teachers))
-    assert said.startswith(f"error: {teachers / 'seed-1' / 'prompt.json'}: the teacher of seed 1 was tuned "
-                           "on another model")
-    teachers = edited(prompts.teachers, tmp_path / "copa" / "CB", meta={"task": "COPA"})
+        f"error: {prompts.teachers / 'seed-1' / 'provenance.json'}: {needs}: inputs start (PANDA's teacher "
+        "is the source prompt tuned further on the target)")
+    teachers = edited(prompts.teachers, tmp_path / "other" / "CB", inputs={"model": "0" * 64})
     assert stops(prompts, *panda(prompts, teachers)) == (
-        f"error: {teachers / 'seed-1' / 'prompt.json'}: the teacher of seed 1 was tuned on COPA, not on CB")
+        f"error: {teachers / 'seed-1' / 'provenance.json'}: {needs}: inputs model (a prompt means something "
+        "only to the model it was tuned on)")
+    teachers = edited(prompts.teachers, tmp_path / "copa" / "CB", settings={"task": "COPA"})
+    assert stops(prompts, *panda(prompts, teachers)) == (
+        f"error: {teachers / 'seed-1' / 'provenance.json'}: {needs}: settings task: \"COPA\" there, \"CB\" now")
 
 
 def test_a_prompt_record_without_seed_or_not_json_is_refused_naming_the_file(prompts, tmp_path, monkeypatch):
     monkeypatch.setattr(finetune, "finetune_seed", None)
     no_seed = edited(prompts.source, tmp_path / "no-seed")
-    record = json.loads((no_seed / "prompt.json").read_text())
-    del record["seed"]
-    (no_seed / "prompt.json").write_text(json.dumps(record))
+    record = json.loads((no_seed / "provenance.json").read_text())
+    del record["settings"]["seed"]
+    (no_seed / "provenance.json").write_text(json.dumps(record))
     assert stops(prompts, "--distill-from", str(no_seed)) == (
-        f"error: {no_seed / 'prompt.json'}: no seed: what the prompt was tuned on is not recorded "
+        f"error: {no_seed / 'provenance.json'}: no seed: what the prompt was tuned on is not recorded "
         "(tune it again with this finetune.py's --save)")
     broken = edited(prompts.source, tmp_path / "broken")
-    (broken / "prompt.json").write_text('{"task": "CoLA",')
+    (broken / "provenance.json").write_text('{"settings": {"task": "CoLA",')
     said = stops(prompts, "--prompt-init", str(broken))
-    assert said.startswith(f"error: {broken / 'prompt.json'}: not JSON (") and "\n" not in said
+    assert said == (f"error: {broken / 'provenance.json'}: cannot be read (JSONDecodeError); it records what "
+                    "broken was made from")
 
 
 def test_prompt_tuning_a_model_without_layers_is_refused(tmp_path, tiny_checkpoint, capsys):

@@ -147,8 +147,8 @@ def test_resume_refuses_other_settings_and_allows_the_changeable_ones(tmp_path, 
                                                                      capsys):
     out = tmp_path / "run"
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "2"))
-    with pytest.raises(SystemExit, match=r"other settings .*\(--lr 0.001 there, 0.005 now; "
-                                         r"--masking informative there, random now\)"):
+    with pytest.raises(SystemExit, match=r"other inputs or settings .*\(--lr 0.001 there, 0.005 now; "
+                                         r'--masking "informative" there, "random" now\)'):
         train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "4", "--resume", "--lr", "5e-3",
                         "--masking", "random"))
     train.main(argv(tiny_checkpoint, tiny_corpus, out, "--steps", "4", "--resume", "--log-every", "1",
