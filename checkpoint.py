@@ -53,6 +53,14 @@ def latest_checkpoint(run) -> Path:
     return Path(run) / pointer.read_text().strip()
 
 
+def shown(path) -> str:
+    """A path as messages show it: one inside an installed package by the package's name alone."""
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        return str(Path(*parts[parts.index("site-packages") + 1:])) + " (installed)"
+    return str(path)
+
+
 def resolve_checkpoint(path_or_id) -> Path:
     """A local folder, a run folder of train.py (its latest checkpoint), a short name
     of an offline model, or a Hugging Face hub id."""
@@ -224,7 +232,7 @@ def load_hf_weights(model, weights: dict, source: Path):
     if fresh:
         mlm = "decoder" in model.head_modules
         parts = dict.fromkeys(names[k].rsplit(".", 1)[0] for k in missing if module(k) in fresh)
-        warnings.warn(f"{source.parent}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
+        warnings.warn(f"{shown(source.parent)}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
                       f"({', '.join(parts)}); new weights were created at random, "
                       "and its predictions mean nothing until it is trained"
                       + (" (train.py --head-steps does it)." if mlm else "."),

@@ -28,7 +28,9 @@ import json
 import math
 import os
 import signal
+import textwrap
 import threading
+import warnings
 import time
 import uuid
 from contextlib import nullcontext
@@ -95,6 +97,20 @@ def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
     if known.preset:
         parser.set_defaults(**presets[known.preset])
     return parser.parse_args(argv, namespace)
+
+
+def grouped_settings(parser, settings, leave_out=()) -> list:
+    """The settings as a few lines, one per option group of `parser` (its --help's), each wrapped to
+    about 110 columns; the settings no option made (resolved ones: "auto" made a device) join the last."""
+    lines, shown = [], set(leave_out)
+    groups = [(g.title, [a.dest for a in g._group_actions]) for g in parser._action_groups[2:]]  # not help's
+    for title, names in groups + [("resolved", sorted(settings))]:
+        said = [f"{k}={settings[k]}" for k in names if k in settings and k not in shown]
+        shown.update(names)
+        if said:
+            lines += textwrap.wrap(" ".join(said), 110, initial_indent=f"{title.split(' (')[0]}: ",
+                                   subsequent_indent="    ", break_on_hyphens=False)
+    return lines
 
 
 def model_option(parser, default="minilm",
@@ -192,6 +208,11 @@ class Machine:
         return bool(votes.item())
 
 
+def one_line_warning(message, category, filename, lineno, line=None):
+    """A warning as the scripts show it: "warning: ..." on one line, not the source line that raised it."""
+    return f"warning: {message}\n"
+
+
 def setup(device="auto", precision="auto") -> Machine:
     """Choose the device and precision; under torchrun, join the process group.
 
@@ -200,6 +221,7 @@ def setup(device="auto", precision="auto") -> Machine:
     precision "auto": bf16 on GPUs that compute in it, fp16 (with a gradient
     scaler) on older GPUs, which would only emulate bf16, slowly; fp32 on a CPU.
     """
+    warnings.formatwarning = one_line_warning  # a script's process: its warnings are for its user
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":

@@ -78,8 +78,8 @@ CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_
                         "cache_dir")
 
 
-def parse_args(argv=None):
-    """The options, and the method's settings built from them (self_evolution.Method)."""
+def build_parser():
+    """train.py's options, in the groups --help shows (and the settings line)."""
     number = runtime.number
     count, positive = number(int, at_least=0), number(int, at_least=1)
     ap = argparse.ArgumentParser(
@@ -149,6 +149,12 @@ def parse_args(argv=None):
                         "0: only the newest two)")
     g.add_argument("--sample", default=SAMPLE, help="sentence whose self-questioning picks are printed")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def parse_args(argv=None):
+    """The options, and the method's settings built from them (self_evolution.Method)."""
+    ap = build_parser()
     # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
     args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
     if args.steps == 0 and args.head_steps == 0:
@@ -267,8 +273,10 @@ def setup(args, method, machine, out) -> Run:
             f"device {device} x{world}, {machine.precision}")
     run.say(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
             f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
-    run.say("settings: " + " ".join(f"{k}={v}" for k, v in sorted(settings.items())
-                                    if k not in ("sample", "quiet")))
+    # A rule of your own takes the place of the built-in rule's options: they are not shown.
+    builtin = ("masking", "score", "select", "threshold", "informative_fraction", "whole_word")
+    run.say(*runtime.grouped_settings(build_parser(), settings, leave_out=(
+        "sample", "quiet", "preset", *(builtin if method.rule else ("masking_fn",)))), sep="\n")
     return run
 
 
@@ -324,7 +332,17 @@ def evaluate(run, log, step, label, random_masks, hardest):
         result.update(probe.evaluate(run.model, hardest, run.machine.autocast, "hard"))
         text += f" | hardest tokens: loss {result['hard_loss']:.3f}, accuracy {result['hard_accuracy']:.3f}"
     log.record(result)
-    print(f"[step {step}] {text} ({label})")
+    tqdm.write(f"[step {step}] {text} ({label})")  # above the progress bar, which stays one line
+
+
+def method_begins(method, step) -> str:
+    """What changes in the progress bar as the method takes over from the head's warm-up."""
+    counted = ("the tokens your rule selects" if method.rule else
+               f"the tokens self-questioning selects (the least learned {method.ratio:.0%})")
+    loss = {"token": "with token-specific label smoothing", "uniform": "with label smoothing",
+            "none": "cross-entropy"}[method.smoothing]
+    return (f"step {step}: the method begins. The bar's loss now counts {counted}, {loss}, so it jumps; "
+            "compare the held-out lines, measured alike throughout")
 
 
 def train(run):
@@ -357,10 +375,14 @@ def train(run):
             if step == a.head_steps:  # the method begins: show what it sees, fix the hardest held-out tokens
                 log.phase_begins(step)
                 if machine.main:
-                    hardest = probe.method_start(method, run.model, run.tok, run.heldout, machine, run.out,
-                                                 n=a.eval_blocks, batch_size=a.micro_batch_size,
-                                                 sample=a.sample, name=a.model, token_counts=run.token_counts)
+                    with tqdm.external_write_mode():  # its lines above the progress bar
+                        hardest = probe.method_start(method, run.model, run.tok, run.heldout, machine, run.out,
+                                                     n=a.eval_blocks, batch_size=a.micro_batch_size,
+                                                     sample=a.sample, name=a.model,
+                                                     token_counts=run.token_counts)
                 evaluate(run, log, step, "head trained" if step > 0 else "start", random_masks, hardest)
+                if step > 0 and machine.main and (method.rule or method.masking == "informative"):
+                    tqdm.write(method_begins(method, step))
             if phase == se.METHOD and offline and scores is None:  # the authors' pass; on resume, read back
                 scores = offline_pass(run, stop)
                 if scores is None:  # Ctrl-C in the pass: stop before this step
