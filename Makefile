@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: setup demo test gpu-check
+.PHONY: setup demo test figures gpu-check
 setup: .setup-done
 .setup-done: requirements.txt
 	$(PIP) install -r requirements.txt
@@ -15,6 +15,9 @@ demo: setup  ## the main job on its small offline default: MiniLM + Wikipedia, m
 
 test: setup  ## the whole test suite
 	$(PYTHON) -m pytest -q
+
+figures: setup  ## the committed figure of one SE step, drawn again from pictures.py
+	$(PYTHON) pictures.py se-step docs/figures/se-step.png
 
 # On a machine with CUDA: the GPU tests, then experiments/bench.py on BERT-base (random weights: nothing to download)
 # at 8 x 512 and 32 x 128 in bf16, every mode, with the model FLOPs utilisation against PEAK, the GPU's

@@ -17,10 +17,12 @@ checkpoint:
                      blocks: BERT's random positions, and the tokens a model's
                      self-questioning finds hardest. The masks are seeded, so
                      every run and every method is scored on the same tokens
-  3. what SE sees    the tokens the method's rule picks in a sentence, and a
-                     page that colours every token of some passages by its
-                     self-questioning score; what train.py shows as the
-                     method begins (method_start)
+  3. what SE sees    the tokens the method's rule picks in some sentences, and
+                     a page (pictures.score_page) that colours every token of
+                     some passages by its self-questioning scores, loss and
+                     entropy; what train.py shows as the method begins
+                     (method_start) and again after its last step, by the
+                     trained model (method_end)
   4. BLiMP           67 paradigms of minimal pairs, a grammatical and an
                      ungrammatical sentence; a masked LM is right on a pair
                      when it gives the grammatical one the higher
@@ -28,7 +30,6 @@ checkpoint:
 """
 
 import argparse
-import html
 import time
 import warnings
 from dataclasses import replace
@@ -41,6 +42,7 @@ from tqdm import tqdm
 
 import checkpoint
 import data
+import pictures
 import runtime
 from masking import IGNORE_INDEX, apply_mask, labels_for, random_mask, score_tokens, special_tokens_mask
 from model import MaskedLM
@@ -158,79 +160,132 @@ def evaluate(model, batches, autocast, prefix="eval"):
 # 3. What self-questioning sees: the picks in a sentence, a page of scores
 
 
-def _picks(method, model, tok, ids, machine, token_counts=None):
-    """Self-questioning scores of a batch and what the method's rule picks there (the
-    informative picks alone: no random share)."""
+def _look(method, model, tok, ids, machine, token_counts=None, progress=0.0):
+    """What the method's rule sees and picks in a batch of token ids: the self-questioning scores of
+    both kinds ({"loss": ..., "entropy": ...}, from one unmasked forward), the picks (the informative
+    ones alone: no random share) and which tokens are candidates. `progress`: where in the method the
+    rule believes it is (0 at its first step, 1 at its last), for a rule that follows a curriculum."""
     rule = replace(method, informative_fraction=1.0)
+    context = MaskingContext(progress=progress, token_counts=token_counts)
     with machine.autocast:
-        batch = rule_input(rule, model, tok, ids, torch.Generator(machine.device).manual_seed(0),
-                           MaskingContext(token_counts=token_counts))
+        batch = rule_input(rule, model, tok, ids, torch.Generator(machine.device).manual_seed(0), context)
         picked = select(rule, batch)
-        scores = batch.scores(method.score)
+        logits = batch.logits()  # the forward the rule asked for, else one now: the page shows both scores
+    scores = {kind: score_tokens(logits, ids, kind) for kind in pictures.SCORE_NAMES}
     return scores, picked, batch.maskable
 
 
-def show_picks(method, model, tok, text, machine, token_counts=None) -> str:
-    """The tokens the method's rule picks in one sentence (in brackets), and the highest scores."""
+def _whose_picks(method, progress=0.0) -> str:
+    """Whose picks a report shows, in words: the built-in rule with its settings, or your own."""
+    if method.rule:
+        return f"your rule {method.masking_fn}" + (f" (at progress {progress:g})" if progress else "")
+    if method.select == "threshold":
+        return f"self-questioning (every token with a {method.score} score above {method.threshold:g})"
+    return (f"self-questioning (the top {100 * method.ratio:g}% of a passage's tokens by the {method.score} "
+            "score)")
+
+
+def show_picks(method, model, tok, text, machine, token_counts=None, progress=0.0) -> str:
+    """The tokens the method's rule picks in one sentence (in brackets), and its highest scores.
+
+    The built-in rule ranks by its score, so its highest scores are why it
+    picks what it picks. A rule of your own (--masking-fn) may rank by
+    anything: the line names its scores as the built-in score (--score),
+    which the rule may or may not use. `progress` (0 to 1) is what a
+    curriculum rule is told of where the method stands; the built-in rule
+    does not read it.
+    """
     ids = tok(text)["input_ids"].to(machine.device)
-    scores, picked, maskable = _picks(method, model, tok, ids, machine, token_counts)
+    scores, picked, maskable = _look(method, model, tok, ids, machine, token_counts, progress)
     words = tok.tokens(ids[0])
     marked = [f"[{w}]" if p else w for w, p in zip(words, picked[0].tolist())]
     if method.rule:
-        rule = f"{method.masking_fn} picks (brackets)"
+        at = f" at progress {progress:g}" if progress else ""
+        rule = f"{method.masking_fn} picks{at} (brackets)"
+        scored = f"highest {method.score} scores (the built-in score; your rule may use others)"
     else:
         rule = f"self-questioning picks ({method.score} score, brackets)"
-    candidates = [(s, w) for w, s, m in zip(words, scores[0].tolist(), maskable[0].tolist()) if m]
-    ranked = sorted(candidates, reverse=True)
-    highest = ", ".join(f"{w} {s:.2f}" for s, w in ranked[:8])
-    return f"{rule}: {' '.join(marked)}\n  highest scores: {highest}"
+        scored = "highest scores"
+    by_score = scores[method.score][0].tolist()
+    candidates = [(s, w) for w, s, m in zip(words, by_score, maskable[0].tolist()) if m]
+    highest = ", ".join(f"{w} {s:.2f}" for s, w in sorted(candidates, reverse=True)[:8])
+    return f"{rule}: {' '.join(marked)}\n  {scored}: {highest}"
 
 
-def write_score_page(method, model, tok, blocks, machine, path, n=4, name=None, token_counts=None):
-    """An HTML page colouring every token of the first n blocks by its self-questioning
-    score; the tokens the rule picks are underlined. `name`: the model's, for the title."""
+def _shown_piece(token):
+    """A token as a reader sees it on the page: without WordPiece's "##" or a word-start mark of
+    byte-level BPE ("\u0120") or SentencePiece ("\u2581"); the page puts spaces between words itself."""
+    return token.removeprefix("##").lstrip("\u0120\u2581") or token
+
+
+def write_score_page(method, model, tok, blocks, machine, path, n=4, name=None, token_counts=None,
+                     progress=0.0):
+    """The score page (pictures.score_page) of the first n blocks: every token coloured by its
+    self-questioning scores, a row of loss and a row of entropy per passage, and the tokens the
+    method's rule picks (at `progress`) underlined. `name`: the model's, as the user gave it."""
     ids = blocks.batch(np.arange(min(n, len(blocks)))).to(machine.device)
-    scores, picked, maskable = _picks(method, model, tok, ids, machine, token_counts)
-    scores = scores.masked_fill(~maskable, 0).cpu()
-    top = float(scores.max()) or 1.0
-    parts = ["<html><meta charset='utf-8'><title>self-questioning scores</title>"
-             "<body style='font-family:sans-serif;max-width:60em'>",
-             f"<h2>Self-questioning scores ({method.score}) of held-out passages</h2>",
-             f"<p>Model: {html.escape(str(name or 'the model'))}. Darker red = higher score = less learned; "
-             "hover for the value. Underlined: the tokens the masking rule picks.</p>"]
-    for row, score_row, pick_row in zip(ids.cpu(), scores, picked.cpu()):
-        spans = []
-        for token, s, continues, p in zip(tok.tokens(row), score_row.tolist(), tok.continuation[row].tolist(),
-                                          pick_row.tolist()):
-            style = f"background:rgba(220,30,30,{min(1.0, s / top):.2f})"
-            style += ";text-decoration:underline" if p else ""
-            text = html.escape(token.removeprefix("##"))
-            spans.append(("" if continues else " ") + f"<span title='{s:.3f}' style='{style}'>{text}</span>")
-        parts.append("<p style='line-height:1.8'>" + "".join(spans) + "</p>")
-    path.write_text("".join(parts) + "</body></html>\n", encoding="utf-8")
+    scores, picked, maskable = _look(method, model, tok, ids, machine, token_counts, progress)
+    scores = {kind: s.float().cpu().numpy() for kind, s in scores.items()}
+    joins = tok.continuation.to(ids.device)[ids].cpu().numpy()
+    passages = [pictures.Passage([_shown_piece(t) for t in tok.tokens(row)], joins[i],
+                                 {kind: s[i] for kind, s in scores.items()}, maskable[i].cpu().numpy(),
+                                 picked[i].cpu().numpy())
+                for i, row in enumerate(ids.cpu())]
+    note = ("The colours are the built-in self-questioning scores; your rule may rank tokens by either, "
+            "by neither, or by something else." if method.rule else "")
+    return pictures.score_page(path, passages, model_name=name or "the model",
+                               picks_by=_whose_picks(method, progress),
+                               ranked_by=None if method.rule else method.score, note=note)
 
 
-def method_start(method, model, tok, heldout, machine, out, *, n, batch_size, sample, name,
+def method_start(method, model, tok, heldout, machine, out, *, n, batch_size, name, samples,
                  token_counts=None):
-    """What train.py shows as the method begins: the rule's picks in the `sample` sentence and a page
-    of held-out scores (out/scores.html), for a rule that questions the model; and the hardest tokens
-    of the first `n` held-out blocks, masked and saved (out/HARDEST) so that every later evaluation,
-    resumed runs' included, scores the same tokens. Returns those batches (None without held-out
-    blocks). Process 0 alone calls it."""
+    """What train.py shows as the method begins: the rule's picks in each of the `samples` sentences and
+    a page of held-out scores (out/scores.html), for a rule that questions the model; and the hardest
+    tokens of the first `n` held-out blocks, masked and saved (out/HARDEST) so that every later
+    evaluation, resumed runs' included, scores the same tokens. Returns those batches (None without
+    held-out blocks). Process 0 alone calls it. `samples`: a sentence or a list of them."""
+    samples = _sentences(samples)
     if method.rule:  # a rule of your own must be a pure function of its batch
-        ids = tok(sample)["input_ids"].to(machine.device)
-        check_rule(method, model, tok, ids, MaskingContext(token_counts=token_counts))
+        for text in samples:
+            ids = tok(text)["input_ids"].to(machine.device)
+            check_rule(method, model, tok, ids, MaskingContext(token_counts=token_counts))
     hard = None
     if len(heldout):
         hard = hardest_masks(method, model, tok, heldout, n, batch_size, machine)
         torch.save(hard, out / HARDEST)
     if method.masking == "informative" or method.rule:
-        print(show_picks(method, model, tok, sample, machine, token_counts))
+        for text in samples:
+            print(show_picks(method, model, tok, text, machine, token_counts))
         if len(heldout):
             write_score_page(method, model, tok, heldout, machine, out / "scores.html", name=name,
                              token_counts=token_counts)
             print(f"token scores of held-out passages: {out / 'scores.html'}")
     return hard
+
+
+def method_end(method, model, tok, machine, *, step, samples, token_counts=None):
+    """What train.py shows after the method's last step: the rule's picks in the same sentences again,
+    by the trained model and at progress 1 (a curriculum rule's end), beside those method_start printed
+    at progress 0. Returns the text it printed ("" for random masking, which picks no tokens by score).
+    Process 0 alone calls it."""
+    if not (method.masking == "informative" or method.rule):
+        return ""
+    lines = [f"the method's end (step {step}): the trained model's picks"
+             + (", at progress 1" if method.rule else "")]
+    lines += [show_picks(method, model, tok, text, machine, token_counts, progress=1.0)
+              for text in _sentences(samples)]
+    print("\n".join(lines))
+    return "\n".join(lines)
+
+
+def _sentences(samples) -> list:
+    """A sentence or a list of sentences, as a list; anything else is a TypeError that says so."""
+    if isinstance(samples, str):
+        samples = [samples]
+    if not samples or not all(isinstance(text, str) and text.strip() for text in samples):
+        raise TypeError(f"samples: expected a sentence or a list of sentences, got {samples!r}")
+    return list(samples)
 
 
 def load_hardest(out, device):

@@ -405,6 +405,7 @@ class StepLog:
 
     def __init__(self, path, machine, step=0):
         self.path, self.machine, self.history, self.warned = Path(path), machine, [], False
+        self.drawn = 0.0  # when the log's curves were last drawn (time.monotonic(); train.evaluate)
         self.sums = torch.zeros(4, device=machine.device)  # loss, tokens, steps without any, non-finite steps
         self.steps, self.inputs, self.t0 = 0, 0, time.time()
         self.phase_began, self.counted_in_phase = step, 0

@@ -34,6 +34,7 @@ import argparse
 import functools
 import gc
 import signal
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ from tqdm import tqdm
 
 import checkpoint
 import data
+import pictures
 import probe
 import runtime
 import self_evolution as se
@@ -60,12 +62,24 @@ PRESETS = {
     # head, so a phase of random masking trains one first.
     "demo": dict(model="minilm", corpus=["wiki"], block_length=128, batch_size=16, head_steps=100,
                  head_lr=2e-3, steps=40, lr=1e-4, warmup=10, eval_every=20, eval_blocks=64, save_every=20,
-                 out="runs/demo"),
+                 keep_every=100, out="runs/demo"),  # keeps step-0000100, the head trained: "rule" starts there
+    # The exercises' fast loop: a few steps of a masking rule (--masking-fn) from the
+    # demo's model as its head was trained, before self-evolution began. Run it
+    # without --masking-fn for the built-in rule from the same start.
+    "rule": dict(model="runs/demo/step-0000100", corpus=["wiki"], block_length=128, batch_size=16,
+                 steps=15, lr=1e-4, warmup=0, eval_every=15, eval_blocks=32, save_every=15, out="runs/rule"),
     # For tests: seconds, not minutes.
     "tiny": dict(block_length=32, batch_size=8, steps=10, warmup=2, lr=1e-3, eval_every=5, eval_blocks=16,
                  heldout=0.1, save_every=5),
 }
+PRESET_HELP = {"demo": "the README's main job, about 6 minutes on 2 CPU cores",
+               "rule": "a few steps of your --masking-fn from the demo's head-trained model, about 2 minutes "
+                       "on 2 CPU cores (run `make demo` first): look at its picks before and after and the "
+                       "held-out loss at random and hardest tokens",
+               "tiny": "for tests: seconds"}
 SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace plan."  # the paper's example
+# A second sentence, of words in several pieces, where whole-word picks show.
+SAMPLE_WORDS = "The archaeologists catalogued unbelievably fragmentary inscriptions."
 
 # What a resumed run may change: how far it goes, how often it reports and
 # saves, and how it runs on the machine. Everything else (the model, the data,
@@ -90,7 +104,9 @@ def build_parser():
                + ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME)
                + "; any other option that differs from the checkpoint's is refused.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (typed options win)")
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help="a named set of defaults (typed options win): "
+                         + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
     g = ap.add_argument_group("model and data")
     runtime.model_option(g)
     g.add_argument("--corpus", nargs="+", default=["wiki"],
@@ -147,7 +163,8 @@ def build_parser():
     g.add_argument("--keep-every", type=count, default=0,
                    help="also keep the checkpoints of every multiple of this step (for a study of the curve; "
                         "0: only the newest two)")
-    g.add_argument("--sample", default=SAMPLE, help="sentence whose self-questioning picks are printed")
+    g.add_argument("--sample", nargs="+", default=[SAMPLE, SAMPLE_WORDS],
+                   help="sentences whose picks are printed as the method begins and ends")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -157,6 +174,9 @@ def parse_args(argv=None):
     ap = build_parser()
     # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
     args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
+    if args.preset == "rule" and args.model == PRESETS["rule"]["model"] and not Path(args.model).is_dir():
+        ap.error(f"{args.model}: no such checkpoint; the rule preset starts from the demo's model as its head "
+                 "was trained: run `make demo` first")
     if args.steps == 0 and args.head_steps == 0:
         ap.error("--steps 0 and --head-steps 0: there is nothing to train")
     if args.schedule == "linear":
@@ -333,6 +353,9 @@ def evaluate(run, log, step, label, random_masks, hardest):
         text += f" | hardest tokens: loss {result['hard_loss']:.3f}, accuracy {result['hard_accuracy']:.3f}"
     log.record(result)
     tqdm.write(f"[step {step}] {text} ({label})")  # above the progress bar, which stays one line
+    if label == "end" or time.monotonic() - log.drawn > 60:  # curves.png: half a second, once a minute
+        pictures.write_curves(run.out / LOG)
+        log.drawn = time.monotonic()
 
 
 def method_begins(method, step) -> str:
@@ -378,7 +401,7 @@ def train(run):
                     with tqdm.external_write_mode():  # its lines above the progress bar
                         hardest = probe.method_start(method, run.model, run.tok, run.heldout, machine, run.out,
                                                      n=a.eval_blocks, batch_size=a.micro_batch_size,
-                                                     sample=a.sample, name=a.model,
+                                                     samples=a.sample, name=a.model,
                                                      token_counts=run.token_counts)
                 evaluate(run, log, step, "head trained" if step > 0 else "start", random_masks, hardest)
                 if step > 0 and machine.main and (method.rule or method.masking == "informative"):
@@ -408,6 +431,9 @@ def train(run):
     bar.close()
     if not stop.requested:
         evaluate(run, log, step, "end", random_masks, hardest)
+        if machine.main and a.steps:  # the picks again: the trained model's, at a curriculum's end
+            probe.method_end(method, run.model, run.tok, machine, step=step, samples=a.sample,
+                             token_counts=run.token_counts)
     return step, log, stop
 
 
@@ -429,6 +455,10 @@ def report(run, step, log, stop):
                   for e in evals if f"{key}_accuracy" in e]
         if points:
             print(f"held-out MLM accuracy / loss, {what}: " + " -> ".join(points))
+    if not len(run.heldout):  # no evaluation drew them
+        pictures.write_curves(run.out / LOG)
+    page = run.out / "scores.html"
+    print(f"curves: {run.out / pictures.CURVES}" + (f"  (token scores: {page})" if page.exists() else ""))
     print(f"checkpoint: {latest_checkpoint(run.out)}  (log: {run.out / LOG})")
 
 

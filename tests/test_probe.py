@@ -1,7 +1,9 @@
 """probe.py: fill-mask, the fixed held-out masks, and what self-questioning sees."""
 
+import html
 import json
 import warnings
+from html.parser import HTMLParser
 
 import pytest
 import torch
@@ -69,6 +71,19 @@ def test_hardest_masks_are_the_top_15_percent_whatever_the_method_s_rule(tiny):
         assert torch.equal(labels, labels_for(ids, selected))
 
 
+class TokenSpans(HTMLParser):
+    """The token spans of a score page (those with a title): their attributes, in order."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.spans = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "span" and "title" in dict(attrs):
+            self.spans.append(dict(attrs))
+
+
 def test_the_picks_and_the_score_page_show_the_rule_s_selection(tiny, tmp_path):
     model, tok, heldout = tiny
     method = se.Method(ratio=0.3)
@@ -81,11 +96,70 @@ def test_the_picks_and_the_score_page_show_the_rule_s_selection(tiny, tmp_path):
     assert picks.count("[") - 2 == chosen.sum() == 3  # 30% of 10 tokens; [CLS] and [SEP] are not picks
     assert highest.startswith(f"  highest scores: {tok.tokens([ids[0, scores[0, 1:-1].argmax() + 1]])[0]} ")
     page = tmp_path / "scores.html"
-    probe.write_score_page(method, model, tok, heldout, CPU, page, n=2)
-    assert page.read_text().count("<span title=") == 2 * 32
+    probe.write_score_page(method, model, tok, heldout, CPU, page, n=2, name="tiny-bert")
+    text = page.read_text()
+    spans = TokenSpans(text).spans
+    assert len(spans) == 2 * 32 * 2  # two blocks of 32 tokens, a row of loss and a row of entropy
     blocks = heldout.batch([0, 1])
     picked = se.select(method, se.rule_input(method, model, tok, blocks, torch.Generator().manual_seed(0)))
-    assert page.read_text().count("text-decoration:underline") == picked.sum() > 0
+    assert sum("text-decoration:underline" in s["style"] for s in spans) == 2 * picked.sum() > 0
+    # the rows' values are the two scores of the first block's tokens, in order
+    with torch.no_grad():
+        logits = model(blocks)
+    for row, kind in enumerate(("loss", "entropy")):
+        expected = score_tokens(logits, blocks, kind)[0, 1:-1]
+        shown = [float(s["title"].split()[1]) for s in spans[row * 32 + 1:(row + 1) * 32 - 1]]
+        assert shown == pytest.approx(expected.tolist(), abs=1e-3)
+    shown = html.unescape(text)
+    assert "tiny-bert" in shown
+    assert "picked by self-questioning (the top 30% of a passage's tokens by the loss score)" in shown
+
+
+def first_then_last(batch):
+    """A curriculum rule: the first candidate of each row before half-way, the last one after."""
+    order = batch.maskable.long().cumsum(-1)
+    wanted = 1 if batch.progress < 0.5 else batch.maskable.sum(-1, keepdim=True)
+    return batch.maskable & (order == wanted)
+
+
+CURRICULUM = se.Method(masking_fn="curriculum.py:first_then_last", rule=first_then_last)
+SAMPLES = ["the old cat saw a dog near the river .", "the cats saw birds ."]  # cats, birds: two pieces
+
+
+def test_a_rule_of_your_own_shows_its_picks_at_a_progress_and_names_the_scores(tiny):
+    model, tok, _ = tiny
+    start = probe.show_picks(CURRICULUM, model, tok, SAMPLES[0], CPU).splitlines()
+    end = probe.show_picks(CURRICULUM, model, tok, SAMPLES[0], CPU, progress=1.0).splitlines()
+    assert start[0] == ("curriculum.py:first_then_last picks (brackets): "
+                        "[CLS] [the] old cat saw a dog near the river . [SEP]")
+    assert end[0] == ("curriculum.py:first_then_last picks at progress 1 (brackets): "
+                      "[CLS] the old cat saw a dog near the river [.] [SEP]")
+    assert start[1].startswith("  highest loss scores (the built-in score; your rule may use others): ")
+    assert start[1] == end[1]  # the same model: the same scores, whatever the progress
+
+
+def test_method_start_and_end_show_the_picks_of_every_sample_before_and_after(tiny, tmp_path, capsys):
+    model, tok, heldout = tiny
+    hard = probe.method_start(CURRICULUM, model, tok, heldout, CPU, tmp_path, n=4, batch_size=4, name="tiny",
+                              samples=SAMPLES)
+    printed = capsys.readouterr().out.splitlines()
+    assert hard is not None and (tmp_path / probe.HARDEST).is_file()
+    assert [line.split(": ")[1] for line in printed if " picks " in line] == [
+        "[CLS] [the] old cat saw a dog near the river . [SEP]", "[CLS] [the] cat ##s saw bird ##s . [SEP]"]
+    page = (tmp_path / "scores.html").read_text()
+    assert "picked by your rule curriculum.py:first_then_last" in page and "(the rule's score)" not in page
+    text = probe.method_end(CURRICULUM, model, tok, CPU, step=7, samples=SAMPLES)
+    assert capsys.readouterr().out.strip() == text
+    lines = text.splitlines()
+    assert lines[0] == "the method's end (step 7): the trained model's picks, at progress 1"
+    assert [line.split(": ")[1] for line in lines if " picks at progress 1 " in line] == [
+        "[CLS] the old cat saw a dog near the river [.] [SEP]", "[CLS] the cat ##s saw bird ##s [.] [SEP]"]
+    # the built-in rule: the same header without a progress, its own picks; random masking shows none
+    assert probe.method_end(se.Method(), model, tok, CPU, step=7, samples=SAMPLES[0]).startswith(
+        "the method's end (step 7): the trained model's picks\nself-questioning picks (loss score, brackets)")
+    assert probe.method_end(se.Method(masking="random"), model, tok, CPU, step=7, samples=SAMPLES) == ""
+    with pytest.raises(TypeError, match="expected a sentence or a list of sentences"):
+        probe.method_end(se.Method(), model, tok, CPU, step=7, samples=[])
 
 
 # ----------------------------------------------------------------- BLiMP by pseudo-log-likelihood
