@@ -170,7 +170,8 @@ def _normalize(name: str, model_type: str) -> str:
 
 
 # Names that belong to heads other than the one being loaded, or to buffers: not errors.
-_OTHER_HEADS = re.compile(r"^(cls\.|lm_head\.|pooler\.|classifier\.|embeddings\.position_ids$)")
+_OTHER_HEADS = re.compile(r"^(cls\.|lm_head\.|pooler\.|classifier\.|discriminator_predictions\.|"
+                          r"generator_predictions\.|generator_lm_head\.|embeddings\.position_ids$)")
 
 
 def _hf_state_names(model) -> dict:
@@ -217,7 +218,7 @@ def load_hf_weights(model, weights: dict, source: Path):
         errors.append(f"missing weights: {', '.join(absent)}")
     used = set(names.values())
     if c.tie_word_embeddings:  # old files store the tied decoder anyway: it is the embedding matrix
-        used |= {"cls.predictions.decoder.weight", "lm_head.decoder.weight"}
+        used |= {"cls.predictions.decoder.weight", "lm_head.decoder.weight", "generator_lm_head.weight"}
     unexpected = [k for k in weights if k not in used and not _OTHER_HEADS.match(k)]
     if unexpected:
         errors.append(f"unexpected weights: {', '.join(unexpected)}")
@@ -287,7 +288,7 @@ def save_hf(model, out_dir):
     prefix = model.config.model_type + "." if hasattr(model, "encoder") else ""  # a bare Encoder has none
     tensors = {}
     for key, hf in _hf_state_names(model).items():
-        if hf.startswith(("embeddings.", "encoder.", "pooler.")):
+        if hf.startswith(("embeddings.", "embeddings_project.", "encoder.", "pooler.")):
             hf = prefix + hf
         tensors[hf] = state[key].detach().to("cpu").contiguous()
     config = model.config.to_dict()

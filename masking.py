@@ -204,6 +204,9 @@ def score_tokens(logits, input_ids, kind="loss"):
     or (n, vocab) with (n,) when only some positions were projected. Always
     float32, since bf16/fp16 log-probabilities are too coarse to rank tokens.
     """
+    if logits.shape[:-1] != input_ids.shape:  # broadcasting or a flattened gather would hide it
+        raise ValueError(f"score_tokens: logits {tuple(logits.shape)} do not match input_ids "
+                         f"{tuple(input_ids.shape)} (expected input_ids' shape + (vocab,))")
     logits = logits.float()
     if kind == "loss":
         # -log p(x) is the cross-entropy of the token itself: PyTorch's fused

@@ -1,5 +1,5 @@
 """
-model.py -- the network: a compact BERT/RoBERTa encoder that loads real checkpoints.
+model.py -- the network: a compact BERT/RoBERTa/ELECTRA encoder that loads real checkpoints.
 
 Self-Evolution learning (SE) does not train a model from scratch: it *continues*
 the masked-language-model (MLM) pretraining of an existing BERT or RoBERTa. So
@@ -9,11 +9,18 @@ to read and write their weight files. This file is that and nothing more:
 
   1. EncoderConfig       the fields of a Hugging Face config.json the network needs
   2. Encoder             embeddings + post-LayerNorm transformer layers
-  3. MaskedLM            Encoder + MLM head (the head SE trains and questions)
+  3. MaskedLM            Encoder + MLM head (the head SE trains and questions;
+                         ELECTRA's generator is one too)
   4. SequenceClassifier  Encoder + classification head (for fine-tuning), and
      Prompt, a deep prompt for prompt tuning with the encoder frozen
-  5. from_pretrained / save_pretrained, shared by the three classes; the
+  5. Discriminator       Encoder + ELECTRA's replaced-token-detection head
+  6. from_pretrained / save_pretrained, shared by the four classes; the
      files themselves (where a name points, reading, writing) are checkpoint.py's
+
+ELECTRA (Clark et al. 2020, electra.py) is BERT's encoder with one change: its
+embeddings may be narrower than the layers (embedding_size E < hidden_size H,
+as in ELECTRA-Small), with a linear projection E -> H between them, so that a
+small generator and the discriminator can share one set of embeddings.
 
 The checkpoint's tokenizer is in tokenizer.py; a first look at what a
 checkpoint predicts (fill-mask) is in probe.py.
@@ -32,7 +39,7 @@ import torch.nn.functional as F
 
 import checkpoint
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "electra")
 
 # -----------------------------------------------------------------------------
 # 1. Configuration
@@ -40,7 +47,7 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 
 @dataclass
 class EncoderConfig:
-    """What the network needs from a Hugging Face BERT/RoBERTa config.json."""
+    """What the network needs from a Hugging Face BERT/RoBERTa/ELECTRA config.json."""
 
     model_type: str = "bert"
     vocab_size: int = 30522
@@ -58,6 +65,7 @@ class EncoderConfig:
     pad_token_id: int = 0
     tie_word_embeddings: bool = True
     num_labels: int = 2  # classification only; 1 means regression
+    embedding_size: int | None = None  # ELECTRA's embedding width E; None: hidden_size (BERT, RoBERTa)
     # Keys of config.json the network does not use; kept so that a saved
     # checkpoint carries them on to other tools unchanged.
     extra: dict = field(default_factory=dict, repr=False)
@@ -75,6 +83,12 @@ class EncoderConfig:
         position = self.extra.get("position_embedding_type", "absolute")
         if position != "absolute":
             raise ValueError(f"unsupported position_embedding_type {position!r}; supported: 'absolute'")
+        if self.model_type == "electra" and self.embedding_size is None:
+            self.embedding_size = self.hidden_size
+        if self.model_type != "electra" and self.embedding_width != self.hidden_size:
+            raise ValueError(f"embedding_size {self.embedding_size} differs from hidden_size "
+                             f"{self.hidden_size}: only model_type 'electra' projects its embeddings, "
+                             f"not {self.model_type!r}")
 
     @classmethod
     def from_dict(cls, d: dict, **overrides) -> "EncoderConfig":
@@ -84,6 +98,8 @@ class EncoderConfig:
             raise TypeError(f"unknown config override(s): {', '.join(sorted(bad))}; "
                             f"known: {', '.join(sorted(names))}")
         d = dict(d)
+        if d.get("model_type") == "electra":  # Hugging Face's ElectraConfig default, for a file without it
+            d.setdefault("embedding_size", 128)
         if "id2label" in d:  # Hugging Face stores the label count as a label map
             d.setdefault("num_labels", len(d["id2label"]))
         known = {k: v for k, v in d.items() if k in names}
@@ -110,6 +126,20 @@ class EncoderConfig:
             raise ValueError(f"{path}: {e}") from None
 
     @property
+    def embedding_width(self) -> int:
+        """E, the width of the embeddings: ELECTRA's embedding_size, else the hidden width."""
+        return self.hidden_size if self.embedding_size is None else self.embedding_size
+
+    def as_electra(self) -> "EncoderConfig":
+        """This BERT-layout network in ELECTRA's layout (the same encoder: absolute positions, token
+        types, post-LayerNorm; a BERT config is an ELECTRA one with embedding_size == hidden_size)."""
+        if self.model_type not in ("bert", "electra"):
+            raise ValueError(f"a {self.model_type} model, where ELECTRA needs a BERT-layout encoder "
+                             "(model_type bert or electra)")
+        return EncoderConfig.from_dict({**self.to_dict(), "model_type": "electra",
+                                        "embedding_size": self.embedding_width})
+
+    @property
     def max_positions(self) -> int:
         """How many tokens a sequence may have: RoBERTa numbers its positions from
         pad_token_id + 1, so 514 embeddings serve 512 tokens."""
@@ -118,6 +148,8 @@ class EncoderConfig:
     def to_dict(self) -> dict:
         d = dict(self.extra)
         d.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"})
+        if d["embedding_size"] is None:  # BERT and RoBERTa files have no such key
+            del d["embedding_size"]
         if "id2label" not in d or len(d["id2label"]) != self.num_labels:
             d["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
             d["label2id"] = {v: int(k) for k, v in d["id2label"].items()}
@@ -136,14 +168,16 @@ ACTIVATIONS = {
 
 
 class Embeddings(nn.Module):
-    """Token + position + segment embeddings, summed, then LayerNorm and dropout."""
+    """Token + position + segment embeddings, summed, then LayerNorm and dropout; E wide
+    (the hidden width H, except in ELECTRA's layout, where the Encoder projects E -> H)."""
 
     def __init__(self, c: EncoderConfig):
         super().__init__()
-        self.word = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
-        self.position = nn.Embedding(c.max_position_embeddings, c.hidden_size)
-        self.token_type = nn.Embedding(c.type_vocab_size, c.hidden_size)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        width = c.embedding_width
+        self.word = nn.Embedding(c.vocab_size, width, padding_idx=c.pad_token_id)
+        self.position = nn.Embedding(c.max_position_embeddings, width)
+        self.token_type = nn.Embedding(c.type_vocab_size, width)
+        self.norm = nn.LayerNorm(width, eps=c.layer_norm_eps)
         self.drop = nn.Dropout(c.hidden_dropout_prob)
         self.roberta = c.model_type == "roberta"
         self.pad = c.pad_token_id
@@ -210,7 +244,7 @@ def init_weights(module: nn.Module):
 
 
 class Pretrained(nn.Module):
-    """from_pretrained / save_pretrained for the three classes below (section 5)."""
+    """from_pretrained / save_pretrained for the four classes below (section 6 of the docstring)."""
 
     architecture: dict  # model_type -> the Hugging Face class name this layout matches
     head_modules: tuple = ()  # task-head modules a checkpoint may lack: they start fresh
@@ -233,12 +267,15 @@ class Pretrained(nn.Module):
 class Encoder(Pretrained):
     """The body shared by every head: input ids -> one hidden vector per token."""
 
-    architecture = {"bert": "BertModel", "roberta": "RobertaModel"}
+    architecture = {"bert": "BertModel", "roberta": "RobertaModel", "electra": "ElectraModel"}
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.config = config
         self.embed = Embeddings(config)
+        # ELECTRA: embeddings narrower than the layers are projected onto their width (E -> H)
+        wide = config.embedding_width != config.hidden_size
+        self.project = nn.Linear(config.embedding_width, config.hidden_size) if wide else None
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.apply(init_weights)
 
@@ -249,15 +286,18 @@ class Encoder(Pretrained):
             token_type_ids = torch.zeros_like(input_ids)
         attn_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         x = self.embed(input_ids, token_type_ids)
+        if self.project is not None:
+            x = self.project(x)
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, None if prefix is None else prefix[i])
         return x
 
     def hf_names(self):
-        """Our module names -> Hugging Face module names (without the bert./roberta. prefix)."""
+        """Our module names -> Hugging Face module names (without the bert./roberta./electra. prefix)."""
         names = {"embed.word": "embeddings.word_embeddings",
                  "embed.position": "embeddings.position_embeddings",
-                 "embed.token_type": "embeddings.token_type_embeddings", "embed.norm": "embeddings.LayerNorm"}
+                 "embed.token_type": "embeddings.token_type_embeddings", "embed.norm": "embeddings.LayerNorm",
+                 "project": "embeddings_project"}
         layer = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
                  "attn_out": "attention.output.dense", "attn_norm": "attention.output.LayerNorm",
                  "ff_in": "intermediate.dense", "ff_out": "output.dense", "ff_norm": "output.LayerNorm"}
@@ -277,19 +317,23 @@ class MaskedLM(Pretrained):
     tokens) unless the config says otherwise. Projecting onto the vocabulary is
     the largest matrix product of a small model, and an MLM loss needs it only
     where a token is masked, so `forward` can project selected positions only.
+    ELECTRA's generator is this model: its dense maps H onto the embedding
+    width E, and its activation is gelu whatever the config's hidden_act.
     """
 
-    architecture = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM"}
+    architecture = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
+                    "electra": "ElectraForMaskedLM"}
     head_modules = ("dense", "norm", "decoder")
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        self.act = ACTIVATIONS[config.hidden_act]
+        width = config.embedding_width  # the decoder's input width: that of the word embeddings it is tied to
+        self.dense = nn.Linear(config.hidden_size, width)
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(width, config.vocab_size)
+        self.act = ACTIVATIONS["gelu" if config.model_type == "electra" else config.hidden_act]
         self.apply(init_weights)
         nn.init.zeros_(self.decoder.bias)
         if config.tie_word_embeddings:
@@ -316,6 +360,9 @@ class MaskedLM(Pretrained):
             names.update({"dense": "cls.predictions.transform.dense",
                           "norm": "cls.predictions.transform.LayerNorm",
                           "decoder": "cls.predictions.decoder", "decoder.bias": "cls.predictions.bias"})
+        elif self.config.model_type == "electra":
+            names.update({"dense": "generator_predictions.dense", "norm": "generator_predictions.LayerNorm",
+                          "decoder": "generator_lm_head"})
         else:
             names.update({"dense": "lm_head.dense", "norm": "lm_head.layer_norm",
                           "decoder": "lm_head.decoder", "decoder.bias": "lm_head.bias"})
@@ -331,11 +378,13 @@ class SequenceClassifier(Pretrained):
 
     BERT: pooler (dense + tanh) -> dropout -> classifier.
     RoBERTa: dropout -> dense -> tanh -> dropout -> out_proj.
-    Both are dense -> tanh -> out; RoBERTa adds a dropout before the dense.
+    ELECTRA: dropout -> dense -> gelu -> dropout -> out_proj (its authors' gelu).
+    All are dense -> activation -> out; RoBERTa and ELECTRA add a dropout before the dense.
     num_labels == 1 means regression (one score per input).
     """
 
-    architecture = {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification"}
+    architecture = {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification",
+                    "electra": "ElectraForSequenceClassification"}
     head_modules = ("dense", "out")
 
     def __init__(self, config: EncoderConfig):
@@ -346,12 +395,13 @@ class SequenceClassifier(Pretrained):
         self.out = nn.Linear(config.hidden_size, config.num_labels)
         p = config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
         self.drop = nn.Dropout(p)
-        self.drop_first = nn.Dropout(p) if config.model_type == "roberta" else nn.Identity()
+        self.drop_first = nn.Dropout(p) if config.model_type in ("roberta", "electra") else nn.Identity()
+        self.act = F.gelu if config.model_type == "electra" else torch.tanh
         self.apply(init_weights)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, prefix=None):
         first = self.encoder(input_ids, attention_mask, token_type_ids, prefix)[:, 0]
-        return self.out(self.drop(torch.tanh(self.dense(self.drop_first(first)))))
+        return self.out(self.drop(self.act(self.dense(self.drop_first(first)))))
 
     def head(self) -> dict:
         """The classification head's parameters by name (what prompt tuning trains besides the prompt)."""
@@ -391,3 +441,57 @@ class Prompt(nn.Module):
 
     def forward(self):
         return self.prefix
+
+
+# -----------------------------------------------------------------------------
+# 5. ELECTRA's discriminator: one logit per token, "was this token replaced?"
+
+
+class Discriminator(Pretrained):
+    """Encoder + replaced-token detection head: hidden -> dense (H -> H) -> hidden_act -> one logit.
+
+    The model ELECTRA keeps (electra.py trains it against a small generator).
+    Any BERT-layout checkpoint starts it: an ELECTRA discriminator, or a BERT
+    such as MiniLM, whose encoder is ELECTRA's with E == H; a checkpoint
+    without this head gets a fresh one, with a warning. Loaded, it is an
+    ELECTRA model (model_type "electra"), and saved, an ElectraForPreTraining
+    that finetune.py and Hugging Face transformers load as one.
+    """
+
+    architecture = {"electra": "ElectraForPreTraining"}
+    head_modules = ("dense", "prediction")
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config = config.as_electra()  # a BERT config: the same encoder, in ELECTRA's layout
+        self.encoder = Encoder(config)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.prediction = nn.Linear(config.hidden_size, 1)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.apply(init_weights)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id, **overrides):
+        """As Pretrained.from_pretrained, from a bert or electra checkpoint; any other is refused."""
+        folder = checkpoint.resolve_checkpoint(path_or_id)
+        config = EncoderConfig.from_json(folder / "config.json", **overrides)
+        try:
+            model = cls(config)
+        except ValueError as e:
+            raise ValueError(f"{folder}: {e}") from None
+        weights, source = checkpoint.read_weights(folder)
+        # A BERT file's names carry its own prefix (bert.), which loading as ELECTRA would not take off.
+        weights = {name.removeprefix(config.model_type + "."): w for name, w in weights.items()}
+        checkpoint.load_hf_weights(model, weights, source)
+        return model.eval()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """One logit per token (batch, length): above 0, the token is taken for a replaced one."""
+        h = self.encoder(input_ids, attention_mask, token_type_ids)
+        return self.prediction(self.act(self.dense(h))).squeeze(-1)
+
+    def hf_names(self):
+        names = {f"encoder.{k}": v for k, v in self.encoder.hf_names().items()}
+        names.update({"dense": "discriminator_predictions.dense",
+                      "prediction": "discriminator_predictions.dense_prediction"})
+        return names

@@ -57,6 +57,10 @@ def token_specific_label_smoothing(logits, targets, reference, alpha=0.1):
     detached here: r_i is a target, and the authors compute it without
     gradient (in eval mode, with the current model at every step).
     """
+    if logits.dim() != 2 or targets.shape != logits.shape[:1] or reference.shape != logits.shape:
+        shapes = ", ".join(str(tuple(t.shape)) for t in (logits, targets, reference))
+        raise ValueError(f"token_specific_label_smoothing: expected logits (n, vocab), targets (n,) and "
+                         f"reference (n, vocab); got {shapes}")
     log_probs = _log_probs(logits)
     r = _log_probs(reference.detach()).exp()
     return _smoothed_mean(log_probs, targets, -(r * log_probs).sum(-1), alpha)

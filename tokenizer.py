@@ -32,6 +32,8 @@ class Tokenizer:
     DEFAULTS = {
         "bert": dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]",
                      unk_token="[UNK]"),
+        "electra": dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]",
+                        unk_token="[UNK]"),  # ELECTRA's vocabulary is BERT's
         "roberta": dict(cls_token="<s>", sep_token="</s>", pad_token="<pad>", mask_token="<mask>",
                         unk_token="<unk>"),
     }
@@ -51,13 +53,13 @@ class Tokenizer:
                         names[k] = v["content"] if isinstance(v, dict) else v
         if (folder / "tokenizer.json").is_file():
             tok = HFTokenizer.from_file(str(folder / "tokenizer.json"))
-        elif model_type == "bert" and (folder / "vocab.txt").is_file():
+        elif model_type in ("bert", "electra") and (folder / "vocab.txt").is_file():
             tok = self._wordpiece(folder, names)
         elif (model_type == "roberta" and (folder / "vocab.json").is_file()
               and (folder / "merges.txt").is_file()):
             tok = self._byte_level_bpe(folder, names)
         else:
-            need = "vocab.txt" if model_type == "bert" else "vocab.json and merges.txt"
+            need = "vocab.json and merges.txt" if model_type == "roberta" else "vocab.txt"
             raise FileNotFoundError(f"{folder}: no tokenizer; expected tokenizer.json or {need}")
         tok.no_padding()
         tok.no_truncation()
