@@ -904,3 +904,15 @@ def test_a_blimp_pair_or_a_text_longer_than_the_positions_is_refused(tmp_path, t
     with pytest.raises(SystemExit) as info:
         probe.main(["--model", str(tiny_checkpoint), "--device", "cpu", long + " [MASK] ."])
     assert str(info.value) == f"error: {long[:60] + '...'!r}: 74 tokens, more than the model's 64 positions"
+
+
+def test_the_rule_preset_without_the_demo_says_to_run_it_first(tmp_path, monkeypatch, capsys):
+    """The exercises' fast loop starts from the demo's head-trained checkpoint; without it, one line says so."""
+    monkeypatch.chdir(tmp_path)  # no runs/demo here
+    assert refused(train.parse_args, ["--preset", "rule"], capsys) == (  # prog: pytest's
+        "__main__.py: error: runs/demo/step-0000100: no such checkpoint; the rule preset starts from the demo's "
+        "model as its head was trained: run `make demo` first")
+    (tmp_path / "runs" / "demo" / "step-0000100").mkdir(parents=True)
+    args, method = train.parse_args(["--preset", "rule", "--masking-fn", "masking.py:random_mask"])
+    assert (args.model, args.head_steps, args.steps) == ("runs/demo/step-0000100", 0, 15)
+    assert train.PRESETS["demo"]["keep_every"] == train.PRESETS["demo"]["head_steps"]  # the demo keeps it
