@@ -913,6 +913,8 @@ def test_the_rule_preset_without_the_demo_says_to_run_it_first(tmp_path, monkeyp
         "__main__.py: error: runs/demo/step-0000100: no such checkpoint; the rule preset starts from the demo's "
         "model as its head was trained: run `make demo` first")
     (tmp_path / "runs" / "demo" / "step-0000100").mkdir(parents=True)
-    args, method = train.parse_args(["--preset", "rule", "--masking-fn", "masking.py:random_mask"])
+    rule = tmp_path / "rule.py"
+    rule.write_text("def rule(batch):\n    return batch.maskable\n")
+    args, method = train.parse_args(["--preset", "rule", "--masking-fn", f"{rule}:rule"])
     assert (args.model, args.head_steps, args.steps) == ("runs/demo/step-0000100", 0, 15)
     assert train.PRESETS["demo"]["keep_every"] == train.PRESETS["demo"]["head_steps"]  # the demo keeps it
