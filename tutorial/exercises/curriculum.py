@@ -31,19 +31,31 @@ def curriculum(batch: MaskingBatch) -> torch.Tensor:
     Output: a bool tensor of the shape of `batch.input_ids`, True at the
     positions to mask.
 
-    Rules:
-    - The share of informative tokens grows linearly with progress: at
-      progress p, round(p * k) of a sequence's budget k are its top-loss
-      tokens, the rest uniformly random others (select_informative's
-      informative_fraction does exactly this).
-    - At progress 0 the selection is random masking's: the same positions as
-      masking.random_mask(...) selects with a generator in the same state.
+    Rules, each checked by the grader, one test each, in this order:
+    - The budget: each sequence gets exactly k = budget(batch.maskable,
+      batch.ratio, batch.generator) tokens at every progress (masking.budget;
+      draw it first, from batch.generator).
     - At progress 0 do not question the model: no token is chosen by score,
       and batch.logits() / batch.scores() would cost a forward of the whole
       batch. (progress is a Python float: testing it costs nothing.)
+    - At progress 0 the selection is random masking: every maskable token
+      equally likely, every set of k tokens equally likely.
     - At progress 1: the k top-loss tokens, as --masking informative selects.
-    - Draw every random number from batch.generator; never select a
-      non-maskable position; no Python loop over tokens or sequences.
+    - In between, at progress p, round(p * k) of a sequence's budget are its
+      top-loss tokens (rounded to the nearest, not down or up) ...
+    - ... and the rest, k - round(p * k), uniformly random among its other
+      maskable tokens.
+    - So the share of top-loss tokens rises with progress.
+    - The same seed gives the same mask: draw every random number from
+      batch.generator.
+    - And, checked first by every test: never select a non-maskable position.
+    select_informative's informative_fraction does all of this (and at
+    progress 0 it selects exactly what masking.random_mask would).
+
+    The grader measures rates over hundreds or thousands of rows, with
+    margins of 4.5 standard deviations: any right way of drawing passes.
+    Not checked by the grader, but what train.py needs: no Python loop over
+    tokens or sequences.
     """
     raise NotImplementedError("exercise 4: write curriculum() in this file (see its docstring), "
                               "then grade it")

@@ -30,23 +30,31 @@ def whole_word(batch: MaskingBatch) -> torch.Tensor:
     Output: a bool tensor of the shape of `batch.input_ids`, True at the
     positions to mask.
 
-    Rules:
-    - A word is a maskable token plus the continuation pieces that follow it.
-      A continuation piece right after a non-maskable position (a block cut
-      mid-word starts "[CLS] ##ron ...") starts a word of its own: a word never
-      contains a special token.
-    - A word's score is the MAXIMUM loss score of its pieces: a word is as
-      unlearned as its least-learned piece.
-    - Never split a word: its pieces are all selected or none is.
+    Rules, each checked by the grader, one test each, in this order:
+    - Never split a word: its pieces are all selected or none is. A word is a
+      maskable token plus the continuation pieces that follow it.
     - The budget: k = budget(batch.maskable, batch.ratio, batch.generator)
       tokens (masking.budget; draw it first, from batch.generator). Take words
-      from the highest score down (equal scores: the earlier word first) as
-      long as the tokens already taken are fewer than k. So a sequence gets at
-      least k tokens, and more only by the pieces of the last word taken.
-    - Never select a non-maskable position.
-    - No Python loop over tokens or sequences. (Hint: cumsum / cummax give
-      every position the index of its word's first piece; scatter_reduce
-      gathers a score per word.)
+      one by one as long as the tokens already taken are fewer than k. So a
+      sequence gets at least k tokens, and more only by the pieces of the
+      last word taken.
+    - Take the words from the highest score down.
+    - Equal scores: the earlier word first.
+    - A continuation piece right after a non-maskable position (a block cut
+      mid-word starts "[CLS] ##ron ...", a sentence pair "... a [SEP] ##ron")
+      starts a word of its own: a word never contains or crosses a special
+      token.
+    - A word's score is the MAXIMUM loss score of its pieces: a word is as
+      unlearned as its least-learned piece (not its first piece's score, not
+      the mean, not the sum).
+    - All of these together, on random rows.
+    - The same seed gives the same mask, another seed (another rounding of
+      the budget) another.
+    - And, checked first by every test: never select a non-maskable position.
+
+    Not checked by the grader, but what train.py needs: no Python loop over
+    tokens or sequences. (Hint: cumsum / cummax give every position the
+    index of its word's first piece; scatter_reduce gathers a score per word.)
     """
     raise NotImplementedError("exercise 2: write whole_word() in this file (see its docstring), "
                               "then grade it")

@@ -1,0 +1,24 @@
+"""Rounds the informative share up, ceil(progress * k), instead of to the nearest whole number.
+
+Fails: the informative share is round(progress * k)
+
+At progress 0.3 with k = 8, 3 top-loss tokens instead of round(2.4) = 2.
+"""
+
+import torch
+
+from masking import MaskingBatch, budget
+
+
+def rank(keys):
+    return keys.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+
+
+def curriculum(batch: MaskingBatch) -> torch.Tensor:
+    maskable = batch.maskable
+    k = budget(maskable, batch.ratio, batch.generator).unsqueeze(-1)
+    n_top = (batch.progress * k).ceil().long()  # the bug: ceil
+    scores = batch.scores("loss") if batch.progress > 0 else torch.zeros(maskable.shape)
+    top = (rank(scores.masked_fill(~maskable, float("-inf"))) < n_top) & maskable
+    keys = torch.rand(maskable.shape, generator=batch.generator).masked_fill(~maskable | top, -1.0)
+    return top | ((rank(keys) < k - n_top) & maskable & ~top)

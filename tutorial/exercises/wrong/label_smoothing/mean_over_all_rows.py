@@ -1,0 +1,23 @@
+"""Bug: takes the mean over all n rows, ignored ones included (as zeros), not over the counted rows.
+
+The loss then shrinks with the share of unmasked rows in the batch.
+
+Fails: the mean divides by the
+"""
+
+import torch
+
+from masking import IGNORE_INDEX
+
+
+def label_smoothing(logits: torch.Tensor, targets: torch.Tensor, reference: torch.Tensor,
+                    alpha: float = 0.1) -> torch.Tensor:
+    if logits.dim() != 2 or targets.shape != logits.shape[:1] or reference.shape != logits.shape:
+        raise ValueError(f"label_smoothing: expected logits (n, vocab), targets (n,), reference (n, vocab); "
+                         f"got {tuple(logits.shape)}, {tuple(targets.shape)}, {tuple(reference.shape)}")
+    log_p = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+    r = reference.detach().to(log_p.dtype).softmax(-1)
+    counted = targets != IGNORE_INDEX
+    nll = -log_p.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    per_row = (1 - alpha) * nll + alpha * -(r * log_p).sum(-1)
+    return torch.where(counted, per_row, 0.0).mean()
