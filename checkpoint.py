@@ -63,7 +63,9 @@ def shown(path) -> str:
 
 def resolve_checkpoint(path_or_id) -> Path:
     """A local folder, a run folder of train.py (its latest checkpoint), a short name
-    of an offline model, or a Hugging Face hub id."""
+    of an offline model, or a Hugging Face hub id. An ELECTRA checkpoint of train.py
+    (discriminator/ and generator/, train.py --objective electra) or its run folder
+    gives its discriminator/: the model that ELECTRA keeps, and fine-tuning starts from."""
     name = str(path_or_id)
     if name in DEFAULT_MODELS:
         import importlib.util
@@ -76,7 +78,10 @@ def resolve_checkpoint(path_or_id) -> Path:
         return Path(spec.submodule_search_locations[0]) / sub
     path = Path(name).expanduser()
     if path.is_dir() and (path / "latest").is_file() and not (path / "config.json").exists():
-        return latest_checkpoint(path)
+        path = latest_checkpoint(path)
+    electra = path / "discriminator"
+    if path.is_dir() and (electra / "config.json").is_file() and not (path / "config.json").exists():
+        return electra
     if path.is_dir():
         return path
     if path.exists():
@@ -231,12 +236,10 @@ def load_hf_weights(model, weights: dict, source: Path):
             if hf in weights:
                 state[key].copy_(weights[hf])
     if fresh:
-        mlm = "decoder" in model.head_modules
         parts = dict.fromkeys(names[k].rsplit(".", 1)[0] for k in missing if module(k) in fresh)
-        warnings.warn(f"{shown(source.parent)}: the checkpoint has no {'MLM' if mlm else 'classification'} head "
+        warnings.warn(f"{shown(source.parent)}: the checkpoint has no {model.head_name} head "
                       f"({', '.join(parts)}); new weights were created at random, "
-                      "and its predictions mean nothing until it is trained"
-                      + (" (train.py --head-steps does it)." if mlm else "."),
+                      f"and its predictions mean nothing until it is trained{model.head_training}.",
                       stacklevel=3)
     model.fresh_modules = fresh
 
@@ -435,7 +438,8 @@ def save_checkpoint(out, step, model, tok, optimizer, scaler, record, keep_every
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        for part in getattr(model, "parts", ("",)):  # each Hugging Face folder (ELECTRA's two) with the
+            tok.save_pretrained(tmp / part)          # tokenizer, so that each loads alone
         state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
         torch.save(state, tmp / STATE)
         write_record(tmp, record)

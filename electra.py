@@ -31,10 +31,13 @@ token whether it is the original or a replacement (replaced token detection).
      cross-entropy averaged over all non-padding tokens, lambda = 50.
 
 micro_batch_loss() runs these for one micro-batch and has the shape of
-self_evolution.micro_batch_loss, so train.py's loop calls either method the
-same way; detection_counts() and detection_metrics() measure held-out replaced
-token detection (the share replaced, D's precision, recall and F1 on the
-replaced class against the all-"original" baseline, G's MLM accuracy).
+self_evolution.micro_batch_loss, so train.py's loop (--objective electra) calls
+either method the same way; detection_counts() and detection_metrics() measure
+held-out replaced token detection (the share replaced, D's precision, recall
+and F1 on the replaced class against the all-"original" baseline, G's MLM
+accuracy). Section 8 is what train.py shows of a run, as probe.py is for SE:
+the held-out figures at every evaluation, a sample sentence with G's
+replacements and D's verdicts marked, and the report of a run's start and end.
 
 Where this file differs from the authors' code (google-research/electra), and why:
 - The number masked is masking.budget's, the project's one rule (fairseq's:
@@ -64,6 +67,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -186,6 +190,8 @@ class ElectraPretraining(nn.Module):
     checkpoints); loaded, the two are tied again.
     """
 
+    parts = ("discriminator", "generator")  # the Hugging Face folders of a saved pair
+
     def __init__(self, discriminator: Discriminator, generator: MaskedLM):
         super().__init__()
         check_pair(discriminator.config, generator.config)
@@ -210,6 +216,18 @@ class ElectraPretraining(nn.Module):
         return cls(discriminator, MaskedLM.from_pretrained(generator, **overrides))
 
     @classmethod
+    def for_run(cls, objective, model, start=None, **overrides) -> "ElectraPretraining":
+        """What train.py trains: the pair saved in the checkpoint `start` (a resume), else D from
+        `model` and G as the objective says (its --generator checkpoint, or fresh at --generator-size).
+        A model or generator that cannot make the pair stops the script, in one line that names it."""
+        try:
+            if start is not None:
+                return cls.from_pretrained(start, **overrides)
+            return cls.build(model, objective.generator, objective.generator_size, **overrides)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+
+    @classmethod
     def from_pretrained(cls, folder, **overrides) -> "ElectraPretraining":
         """What save_pretrained wrote (a train.py checkpoint): discriminator/ and generator/, tied again.
         Where the generator's copy of the shared embeddings differs, D's are kept, with a warning."""
@@ -227,8 +245,8 @@ class ElectraPretraining(nn.Module):
 
     def save_pretrained(self, out_dir):
         """discriminator/ and generator/, Hugging Face folders (ElectraForPreTraining, ElectraForMaskedLM)."""
-        self.discriminator.save_pretrained(Path(out_dir) / "discriminator")
-        self.generator.save_pretrained(Path(out_dir) / "generator")
+        for part in self.parts:
+            getattr(self, part).save_pretrained(Path(out_dir) / part)
 
     def forward(self, input_ids, masked_ids, selected, positions, uniform, attention_mask=None):
         """Steps 2 to 4 on a masked micro-batch (mask()): G's logits at the masked positions (n, vocab),
@@ -401,3 +419,99 @@ def detection_metrics(counts) -> dict:
             "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             "accuracy": c["correct"] / tokens, "baseline_accuracy": 1 - c["replaced"] / tokens,
             "generator_accuracy": c["generator_correct"] / max(c["masked"], 1.0)}
+
+
+# -----------------------------------------------------------------------------
+# 8. What train.py shows of a run: held-out figures, a sample sentence, the report
+
+EVAL_SEED = 1234  # the seed of every fixed held-out mask (probe.EVAL_SEED, SE's)
+
+
+def heldout_batches(tok, blocks, n, batch_size, device):
+    """The first n held-out blocks in batches, each with the seed of its masks and Gumbel noise: [(ids on
+    `device`, seed)]. Every evaluation of a run masks the same positions with the same noise, so its
+    figures change only as G and D do (G's samples change with G). `tok` is unused: the signature of
+    probe.random_masks, SE's fixed held-out set."""
+    starts = range(0, min(n, len(blocks)), batch_size)
+    return [(blocks.batch(np.arange(i, min(n, len(blocks), i + batch_size))).to(device), EVAL_SEED + i)
+            for i in starts]
+
+
+def evaluate(objective, model, tok, batches, autocast) -> dict:
+    """Held-out replaced token detection on heldout_batches(): detection_metrics() of the summed counts,
+    D's as "rtd_*" and G's MLM accuracy as "generator_accuracy" (the keys of log.jsonl)."""
+    counts = 0
+    for ids, seed in batches:
+        with autocast:
+            counts = counts + detection_counts(detect(objective, model, tok, ids,
+                                                      torch.Generator(ids.device).manual_seed(seed)))
+    metrics = detection_metrics(counts)
+    return {k if k == "generator_accuracy" else f"rtd_{k}": v for k, v in metrics.items()}
+
+
+def evaluation_text(result) -> str:
+    """One evaluation in one line, as train.py prints it above the progress bar."""
+    r = result
+    return (f"held-out replaced tokens {r['rtd_share_replaced']:.1%}: D's precision {r['rtd_precision']:.3f},"
+            f" recall {r['rtd_recall']:.3f}, F1 {r['rtd_f1']:.3f} | G's MLM accuracy "
+            f"{r['generator_accuracy']:.3f}")
+
+
+def show_sample(objective, model, tok, text, device) -> str:
+    """One sentence as a training step sees it: masked (with a fixed seed, so that a run's start and end
+    mask the same positions), filled by G's samples and judged by D. A replaced token is shown as
+    [sample<-original], a masked one where G drew the original as (token), and a * follows every token
+    D calls replaced."""
+    ids = tok(text)["input_ids"].to(device)
+    d = detect(objective, model, tok, ids, torch.Generator(device).manual_seed(EVAL_SEED))
+    shown = []  # a display of one sentence: a loop over its tokens is no hot path
+    for original, sample, masked, replaced, flagged in zip(
+            tok.tokens(ids[0]), tok.tokens(d.d_input[0]), *(t[0].tolist() for t in
+                                                            (d.masked.selected, d.replaced, d.flagged))):
+        word = f"[{sample}<-{original}]" if replaced else f"({original})" if masked else original
+        shown.append(word + ("*" if flagged else ""))
+    n_replaced, hits = int(d.replaced.sum()), int((d.flagged & d.replaced).sum())
+    return (" ".join(shown) + f"\n  D flags {hits} of the {n_replaced} replaced tokens and "
+            f"{int(d.flagged.sum()) - hits} of the {int(d.real.sum()) - n_replaced} others")
+
+
+def show_samples(objective, model, tok, samples, device, when) -> str:
+    """show_sample() of each sentence (`samples`: a sentence or a list of them), under a line that says
+    when and how to read them."""
+    samples = [samples] if isinstance(samples, str) else samples
+    lines = [f"{when}: G's samples at masked positions, [sample<-original] where replaced, (token) where G "
+             "drew the original; * where D says replaced"]
+    return "\n".join(lines + [show_sample(objective, model, tok, text, device) for text in samples])
+
+
+def method_start(objective, model, tok, heldout, machine, out, *, n, batch_size, name, samples,
+                 token_counts=None):
+    """What train.py shows as ELECTRA begins, in the shape of probe.method_start (SE's): the sample
+    sentences as G corrupts them and D judges them. Returns None: ELECTRA fixes no hardest tokens (SE's
+    held-out set); its fixed held-out set is heldout_batches(). Process 0 alone calls it."""
+    print(show_samples(objective, model, tok, samples, machine.device, "the start"))
+
+
+def method_end(objective, model, tok, machine, *, step, samples, token_counts=None) -> str:
+    """What train.py shows after the last step, in the shape of probe.method_end: the same sentences,
+    masked at the same positions, as the trained G and D see them. Returns the text it printed."""
+    text = show_samples(objective, model, tok, samples, machine.device, f"step {step}")
+    print(text)
+    return text
+
+
+def report(evaluations) -> list:
+    """The held-out figures of a run's start and end (log.jsonl's entries of those evaluations), as
+    train.py's report prints them: the share replaced, D against the all-"original" baseline, G."""
+    if not evaluations:
+        return []
+    rows = (("share of tokens G replaced", "rtd_share_replaced"),
+            ("D's precision on the replaced class", "rtd_precision"),
+            ("D's recall on the replaced class", "rtd_recall"),
+            ("D's F1 on the replaced class (the all-\"original\" baseline's: 0)", "rtd_f1"),
+            ("D's accuracy over all tokens", "rtd_accuracy"),
+            ("the all-\"original\" baseline's accuracy", "rtd_baseline_accuracy"),
+            ("G's MLM accuracy at the masked positions", "generator_accuracy"))
+    when = " -> ".join(f"{e['phase']}, step {e['step']}" for e in evaluations)
+    return [f"held-out replaced-token detection ({when}):"] + [
+        f"  {what}: " + " -> ".join(f"{e[key]:.3f}" for e in evaluations) for what, key in rows]

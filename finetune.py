@@ -3,6 +3,7 @@ finetune.py -- fine-tune any checkpoint on GLUE/SuperGLUE tasks and report the s
 
     python finetune.py --model runs/demo --task CoLA MRPC RTE CB --seeds 1 2 3 --out runs/demo-glue.json
     python finetune.py --model runs/demo --task RTE --tuning prompt --lr 1e-2 --save runs/prompts
+    python finetune.py --model runs/electra --task RTE   # an ELECTRA run: its discriminator, ELECTRA's head
 
 SE claims a better starting point for downstream tasks, so the ablation
 fine-tunes every checkpoint on the same benchmark tasks and compares what the

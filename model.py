@@ -248,6 +248,7 @@ class Pretrained(nn.Module):
 
     architecture: dict  # model_type -> the Hugging Face class name this layout matches
     head_modules: tuple = ()  # task-head modules a checkpoint may lack: they start fresh
+    head_name, head_training = "task", ""  # what the warning of a fresh head calls it, and what trains it
 
     @classmethod
     def from_pretrained(cls, path_or_id, **overrides):
@@ -324,6 +325,7 @@ class MaskedLM(Pretrained):
     architecture = {"bert": "BertForMaskedLM", "roberta": "RobertaForMaskedLM",
                     "electra": "ElectraForMaskedLM"}
     head_modules = ("dense", "norm", "decoder")
+    head_name, head_training = "MLM", " (train.py --head-steps does it)"
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -386,6 +388,7 @@ class SequenceClassifier(Pretrained):
     architecture = {"bert": "BertForSequenceClassification", "roberta": "RobertaForSequenceClassification",
                     "electra": "ElectraForSequenceClassification"}
     head_modules = ("dense", "out")
+    head_name = "classification"
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
@@ -460,6 +463,7 @@ class Discriminator(Pretrained):
 
     architecture = {"electra": "ElectraForPreTraining"}
     head_modules = ("dense", "prediction")
+    head_name, head_training = "discriminator", " (train.py --objective electra trains it with the rest)"
 
     def __init__(self, config: EncoderConfig):
         super().__init__()

@@ -99,6 +99,14 @@ def parse_with_preset(parser, presets, argv=None, default=None, namespace=None):
     return parser.parse_args(argv, namespace)
 
 
+def typed_options(parser, argv=None) -> set:
+    """The options (their dests) typed in `argv`, whatever their value: a preset's or a default's are
+    not. `parser`, a fresh one, loses its defaults: parsed with none, the namespace holds those alone."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def grouped_settings(parser, settings, leave_out=()) -> list:
     """The settings as a few lines, one per option group of `parser` (its --help's), each wrapped to
     about 110 columns; the settings no option made (resolved ones: "auto" made a device) join the last."""
@@ -294,13 +302,15 @@ def to_device(batch, device):
 
 def make_optimizer(model, lr, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-6, fused=True):
     """AdamW; the defaults are the authors' (fairseq, RoBERTa). Biases and LayerNorm
-    (the 1-d tensors) are not decayed; the task head (everything outside
-    model.encoder: the MLM or classification head) has groups of its own, marked
-    "head", so that a fresh head can get its own learning rate. fused: one kernel
-    for all tensors, several times faster than torch's default (CPU and CUDA)."""
+    (the 1-d tensors) are not decayed; the task heads (everything outside an
+    encoder: the MLM or classification head; ELECTRA's pair has two encoders,
+    discriminator.encoder and generator.encoder, and two heads) have groups of
+    their own, marked "head", so that a fresh head can get its own learning rate.
+    fused: one kernel for all tensors, several times faster than torch's default
+    (CPU and CUDA)."""
     groups = {}
     for name, p in model.named_parameters():
-        head, decay = not name.startswith("encoder."), p.dim() >= 2
+        head, decay = ".encoder." not in f".{name}", p.dim() >= 2  # head: outside every encoder
         group = groups.setdefault((head, decay), {"params": [], "head": head,
                                                   "weight_decay": weight_decay if decay else 0.0})
         group["params"].append(p)

