@@ -248,15 +248,18 @@ class ElectraPretraining(nn.Module):
         for part in self.parts:
             getattr(self, part).save_pretrained(Path(out_dir) / part)
 
-    def forward(self, input_ids, masked_ids, selected, positions, uniform, attention_mask=None):
+    def forward(self, input_ids, masked_ids, selected, positions, uniform, attention_mask=None, then=None):
         """Steps 2 to 4 on a masked micro-batch (mask()): G's logits at the masked positions (n, vocab),
         D's input (batch, length) and D's logits there (batch, length). `uniform`, (n, vocab) draws in
         [0, 1), is the noise of the Gumbel-max sampling, drawn before: the forward is a function of its
-        inputs (under DDP and torch.compile too)."""
+        inputs (under DDP and torch.compile too). `then`, a function of the pair and those three, runs
+        inside this forward and its result comes fourth: MCL's self-correction (mcl.py), a second pass
+        that DDP must see as part of the one forward."""
         g_logits = self.generator(masked_ids, attention_mask, positions=positions)  # generate
         sampled = gumbel_max(g_logits.detach(), uniform)  # sample: no gradient into G
         d_input = replace(input_ids, selected, sampled)  # D's input
-        return g_logits, d_input, self.discriminator(d_input, attention_mask)  # detect
+        out = g_logits, d_input, self.discriminator(d_input, attention_mask)  # detect
+        return out if then is None else (*out, then(self, *out))
 
 
 # -----------------------------------------------------------------------------
@@ -327,13 +330,13 @@ def loss(objective, g_logits, targets, d_logits, replaced, real=None):
     cross-entropy (a mean over the real tokens, `real`; None: all), both in float32.
 
     `replaced` is D's label: True where D's input differs from the original."""
-    generator_loss = cross_entropy(g_logits, targets)
+    return cross_entropy(g_logits, targets) + objective.electra_lambda * detection_loss(d_logits, replaced, real)
+
+
+def detection_loss(d_logits, replaced, real=None):
+    """D's binary cross-entropy, a mean over the real tokens (None: all), in float32."""
     per_token = F.binary_cross_entropy_with_logits(d_logits.float(), replaced.float(), reduction="none")
-    if real is None:
-        discriminator_loss = per_token.mean()
-    else:
-        discriminator_loss = (per_token * real).sum() / real.sum().clamp_min(1)
-    return generator_loss + objective.electra_lambda * discriminator_loss
+    return per_token.mean() if real is None else (per_token * real).sum() / real.sum().clamp_min(1)
 
 
 # -----------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def _rank(keys):
     return torch.empty_like(order).scatter_(-1, order, positions)
 
 
-def _random_select(maskable, k, generator=None):
+def random_select(maskable, k, generator=None):
     """Select k[b] maskable positions of row b uniformly at random.
 
     Every maskable position gets a random key and the k highest keys win,
@@ -107,7 +107,7 @@ def _random_select(maskable, k, generator=None):
 
 
 def _random_select_words(input_ids, maskable, k, word_continuation, generator=None):
-    """Whole-word version of _random_select: words in random order up to k tokens.
+    """Whole-word version of random_select: words in random order up to k tokens.
 
     A maskable position starts a word unless its token continues the previous
     word (word_continuation[id], e.g. a WordPiece '##' piece, or a RoBERTa BPE
@@ -119,7 +119,7 @@ def _random_select_words(input_ids, maskable, k, word_continuation, generator=No
     pieces of the last word taken: at most the longest word's length minus one.
     (fairseq's whole-word masking draws its budget in words, so its token
     count varies more; BERT's script skips a word that would overflow.) Draws
-    one uniform per position, like _random_select, so with no continuation
+    one uniform per position, like random_select, so with no continuation
     pieces both select the same positions.
     """
     previous = torch.nn.functional.pad(maskable[..., :-1], (1, 0), value=False)
@@ -186,7 +186,7 @@ def random_mask(input_ids, maskable, mask_id, vocab_size, ratio=0.15, generator=
     """
     k = budget(maskable, ratio, generator)
     if word_continuation is None:
-        selected = _random_select(maskable, k, generator)
+        selected = random_select(maskable, k, generator)
     else:
         selected = _random_select_words(input_ids, maskable, k, word_continuation, generator)
     corrupted = apply_mask(input_ids, selected, mask_id, vocab_size, split, generator)
@@ -242,7 +242,7 @@ def select_informative(scores, maskable, ratio=0.15, threshold=None, informative
     top = (_rank(scores.masked_fill(~valid, float("-inf"))) < n_top.unsqueeze(-1)) & valid
     if informative_fraction >= 1.0:
         return top
-    return top | _random_select(valid & ~top, k - n_top, generator)
+    return top | random_select(valid & ~top, k - n_top, generator)
 
 
 # -----------------------------------------------------------------------------

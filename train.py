@@ -4,11 +4,13 @@ train.py -- continued pretraining: random masking (the baseline), self-evolution
     python train.py --preset demo                        # the small offline demo (CPU, minutes)
     python train.py --model roberta-base --corpus a.txt  # the authors' settings, one GPU
     python train.py --preset electra                     # ELECTRA from MiniLM (CPU, minutes)
+    python train.py --preset mcl                         # ELECTRA with MCL's courses (CPU, minutes)
     torchrun --nproc_per_node 2 train.py ...             # several processes, same results
 
 A script, and nothing imports it. It composes the rest of the project: the
 method from self_evolution.py (--objective se, the default) or electra.py
-(--objective electra: a generator and a discriminator, the same loop), the
+(--objective electra: a generator and a discriminator, the same loop, with
+MCL's courses from mcl.py where their options are on), the
 machinery it shares with fine-tuning (device, precision, optimizer, the step)
 from runtime.py, the blocks of text from data.py, the network from model.py,
 its files and the run folder from checkpoint.py, and the held-out evaluation
@@ -48,6 +50,7 @@ from tqdm import tqdm
 import checkpoint
 import data
 import electra
+import mcl
 import pictures
 import probe
 import runtime
@@ -80,6 +83,11 @@ PRESETS = {
     "electra": dict(objective="electra", model="minilm", corpus=["wiki"], block_length=128, batch_size=16,
                     steps=150, lr=5e-4, warmup=15, eval_every=50, eval_blocks=64, save_every=50,
                     out="runs/electra", sample=[SAMPLE + " " + SAMPLE_PLACE]),
+    # The same with every MCL course on, each as frequent as RTD (results/mcl: what they change).
+    "mcl": dict(objective="electra", model="minilm", corpus=["wiki"], block_length=128, batch_size=16,
+                steps=150, lr=5e-4, warmup=15, eval_every=50, eval_blocks=64, save_every=50, out="runs/mcl",
+                sample=[SAMPLE + " " + SAMPLE_PLACE], std_ratio=0.15, itd_ratio=0.15, correct_generator=1.0,
+                correct_discriminator=1.0),
     # The authors' ELECTRA-Base recipe, from BERT-base, as far as one GPU goes (docs/training.md: what differs).
     "electra-base": dict(objective="electra", model="bert-base-uncased", corpus=None, block_length=512,
                          batch_size=256, micro_batch_size=32, steps=50000, lr=2e-4, warmup=10000,
@@ -93,6 +101,8 @@ PRESET_HELP = {"demo": "the README's main job, about 6 minutes on 2 CPU cores",
                        "on 2 CPU cores (run `make demo` first): look at its picks before and after and the "
                        "held-out loss at random and hardest tokens",
                "electra": "ELECTRA from MiniLM with a fresh generator, about 6 minutes on 2 CPU cores",
+               "mcl": "the electra preset with MCL's courses: swaps, insertions, self-correction; about 9 "
+                      "minutes on 2 CPU cores",
                "electra-base": "ELECTRA-Base's recipe on one GPU, from BERT-base; needs --corpus",
                "tiny": "for tests: seconds"}
 
@@ -106,6 +116,7 @@ CHANGEABLE_ON_RESUME = ("steps", "log_every", "eval_every", "save_every", "keep_
                         "device", "precision", "questioning_precision", "compile", "micro_batch_size",
                         "cache_dir")
 SE_GROUP, ELECTRA_GROUP = "method (self_evolution.Method)", "ELECTRA (electra.Objective)"  # the objectives'
+MCL_GROUP = "MCL's courses on ELECTRA (mcl.Courses)"
 
 
 def build_parser():
@@ -141,6 +152,7 @@ def build_parser():
                    help="where tokenized corpora are cached; None: $SE_CACHE, else ~/.cache/self-evolution")
     se.Method.add_options(ap.add_argument_group(SE_GROUP))
     electra.Objective.add_options(ap.add_argument_group(ELECTRA_GROUP))
+    mcl.Courses.add_options(ap.add_argument_group(MCL_GROUP))
     g = ap.add_argument_group("optimisation")
     g.add_argument("--steps", type=count, default=60000,
                    help="optimizer steps of the chosen method, after --head-steps (0: the head alone)")
@@ -192,9 +204,12 @@ def build_parser():
 
 def foreign_options(objective) -> list:
     """The options of the other objective (their dests): SE's method options and its head phase mean
-    nothing to ELECTRA, whose heads train with the rest from the first step, and ELECTRA's nothing to SE."""
+    nothing to ELECTRA, whose heads train with the rest from the first step, and ELECTRA's and MCL's
+    nothing to SE."""
     groups = {g.title: [a.dest for a in g._group_actions] for g in build_parser()._action_groups}
-    return groups[SE_GROUP] + ["head_steps", "head_lr"] if objective == "electra" else groups[ELECTRA_GROUP]
+    if objective == "electra":
+        return groups[SE_GROUP] + ["head_steps", "head_lr"]
+    return groups[ELECTRA_GROUP] + groups[MCL_GROUP]
 
 
 def check_objective(ap, args, argv):
@@ -210,7 +225,7 @@ def check_objective(ap, args, argv):
 
 def parse_args(argv=None):
     """The options, and the method's settings built from them (self_evolution.Method or
-    electra.Objective, as --objective says)."""
+    mcl.Courses, ELECTRA's with MCL's courses, as --objective says)."""
     ap = build_parser()
     # argparse leaves alone what the namespace holds already, so --threshold stays None unless typed.
     args = runtime.parse_with_preset(ap, PRESETS, argv, namespace=argparse.Namespace(threshold=None))
@@ -232,7 +247,7 @@ def parse_args(argv=None):
         ap.error(f"--batch-size {args.batch_size} is not a multiple of --micro-batch-size "
                  f"{args.micro_batch_size}")
     try:
-        method = (electra.Objective if args.objective == "electra" else se.Method).from_options(args)
+        method = (mcl.Courses if args.objective == "electra" else se.Method).from_options(args)
     except (OSError, ValueError) as e:
         ap.error(str(e))
     if args.objective == "se":
@@ -249,7 +264,7 @@ class Run:
     """What setup() builds and the loop reads; the loop's own state (the step, the sums) is its own."""
 
     args: argparse.Namespace
-    method: se.Method | electra.Objective  # the objective's settings
+    method: se.Method | mcl.Courses  # the objective's settings
     machine: runtime.Machine
     out: Path
     record: dict  # what the run is made from: its input files and options ("auto" resolved), in every checkpoint
@@ -408,8 +423,8 @@ def evaluate(run, log, step, label, fixed, hardest):
     if not (run.machine.main and fixed):
         return
     if run.electra:
-        result = electra.evaluate(run.method, run.model, run.tok, fixed, run.machine.autocast)
-        text = electra.evaluation_text(result)
+        result = mcl.evaluate(run.method, run.model, run.tok, fixed, run.machine.autocast)
+        text = mcl.evaluation_text(result)
     else:
         result = probe.evaluate(run.model, fixed, run.machine.autocast)
         text = f"held-out MLM loss {result['eval_loss']:.3f}, accuracy {result['eval_accuracy']:.3f}"
@@ -453,8 +468,8 @@ def train(run):
         evaluate(run, log, step, "start", fixed, hardest)
     lr_at = functools.partial(runtime.lr_at, lr=a.lr, warmup=a.warmup, total=run.total, schedule=a.schedule,
                               power=a.power, head_steps=a.head_steps)
-    shows = electra if run.electra else probe  # what the method shows as it begins and ends: the same shape
-    loss_of = functools.partial((electra if run.electra else se).micro_batch_loss, method, run.model, run.tok,
+    shows = mcl if run.electra else probe  # what the method shows as it begins and ends: the same shape
+    loss_of = functools.partial((mcl if run.electra else se).micro_batch_loss, method, run.model, run.tok,
                                 wrapped=run.wrapped)  # the same signature
     offline = not run.electra and method.masking == "informative" and method.questioning == "offline"
     scores = None
@@ -521,7 +536,7 @@ def report(run, step, log, stop):
         return
     evals = [e for e in log.history if e["phase"] in ("start", "head trained", "end")]
     if run.electra:  # replaced token detection at the start and the end; no curves.png (evaluate())
-        print(*electra.report(evals), f"checkpoint: {latest_checkpoint(run.out)}  (log: {run.out / LOG})",
+        print(*mcl.report(evals), f"checkpoint: {latest_checkpoint(run.out)}  (log: {run.out / LOG})",
               sep="\n")
         return
     for key, what in (("eval", "random positions"), ("hard", "hardest tokens")):

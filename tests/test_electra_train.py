@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import electra
 import finetune
+import mcl
 import runtime
 import train
 from checkpoint import latest_checkpoint, read_record, resolve_checkpoint
@@ -246,7 +247,7 @@ def test_options_that_mean_nothing_or_are_out_of_range_are_refused(options, mess
 def test_the_presets_parse():
     args, objective = train.parse_args(["--preset", "electra"])
     assert (args.objective, args.model, args.head_steps) == ("electra", "minilm", 0)
-    assert objective == electra.Objective()  # the authors' settings
+    assert objective == mcl.Courses() and objective.plain  # the authors' settings, no course of MCL's
     args, _ = train.parse_args(["--preset", "electra-base", "--corpus", "my_text.txt"])
     assert (args.batch_size, args.micro_batch_size, args.block_length, args.lr) == (256, 32, 512, 2e-4)
     assert train.parse_args([])[0].objective == "se"
