@@ -96,12 +96,12 @@ PRESETS = {
     "tiny": dict(block_length=32, batch_size=8, steps=10, warmup=2, lr=1e-3, eval_every=5, eval_blocks=16,
                  heldout=0.1, save_every=5),
 }
-PRESET_HELP = {"demo": "the README's main job, about 6 minutes on 2 CPU cores",
+PRESET_HELP = {"demo": "the README's main job, about 5 minutes on 2 CPU cores",
                "rule": "a few steps of your --masking-fn from the demo's head-trained model, about 2 minutes "
                        "on 2 CPU cores (run `make demo` first): look at its picks before and after and the "
                        "held-out loss at random and hardest tokens",
                "electra": "ELECTRA from MiniLM with a fresh generator, about 6 minutes on 2 CPU cores",
-               "mcl": "the electra preset with MCL's courses: swaps, insertions, self-correction; about 9 "
+               "mcl": "the electra preset with MCL's courses: swaps, insertions, self-correction; about 8 "
                       "minutes on 2 CPU cores",
                "electra-base": "ELECTRA-Base's recipe on one GPU, from BERT-base; needs --corpus",
                "tiny": "for tests: seconds"}

@@ -10,23 +10,26 @@ budget of steps and one seed (train.py --preset electra), it
    frequent as RTD: --std-ratio 0.15, --itd-ratio 0.15, weights 1);
 2. averages the five into the uniform and the greedy course soup
    (experiments/soup.py);
-3. measures every model's held-out detection under one course mix, all three
-   courses at 0.15, on the same held-out blocks with the same masks and noise:
-   F1 per course, the share of positive labels, G's MLM accuracy; and the label
-   balance each run trained on (its own mix, from its log);
+3. measures every model's held-out detection on the same held-out blocks with
+   the same masks and noise, twice: under RTD alone (ELECTRA's own test) and
+   under all three courses at 0.15 (F1 over all positives and per course); G's
+   MLM accuracy; and the label balance each run trained on (its own mix, from
+   its log);
 4. fine-tunes every discriminator on small GLUE/SuperGLUE tasks over seeds
    (finetune.py), and compares each with ELECTRA's seed against seed (a 95%
-   bootstrap interval of the paired difference, experiments/stats.py).
+   bootstrap interval of the paired difference, experiments/stats.py);
+5. times one optimizer step of each variant's objective, side by side.
 
 Every stage keeps its result under --out with its record (checkpoint.provenance)
 and is skipped when that record matches: a stopped study continues where it
-stopped when run again. The tables go to --results (README.md's numbers: results.json).
+stopped when run again. It prints the tables; their numbers go to --results (results.json).
 """
 
 import argparse
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +56,16 @@ VARIANTS = {  # name -> (what it is, train.py options beyond --preset electra)
 }
 SOUPS = {"soup-uniform": ("uniform soup of the five", []),
          "soup-greedy": ("greedy soup of the five", ["--greedy"])}
-MIX = mcl.Courses(std_ratio=0.15, itd_ratio=0.15)  # the one mix every model is measured under
+MIXES = {"rtd alone": mcl.Courses(),  # ELECTRA's own test
+         "all courses": mcl.Courses(std_ratio=0.15, itd_ratio=0.15)}  # the measurement's common mix
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/mcl-study"), help="the stages' folders")
-    ap.add_argument("--results", type=Path, default=Path("results/mcl"), help="where the tables go")
+    ap.add_argument("--results", type=Path, default=Path("results/mcl"),
+                    help="where results.json, the tables' numbers, is written")
     ap.add_argument("--steps", type=int, default=150, help="pretraining steps of every variant")
     ap.add_argument("--tasks", nargs="+", default=["RTE", "CB"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -92,11 +97,17 @@ def pretrain(args, name, options):
     return summary
 
 
+def file_done(path, record, what) -> bool:
+    """Whether the result file `path` is there and was made from `record` (else refused: stage_done's rule
+    for a stage that is one file)."""
+    return checkpoint.reusable(path, record, what) and path.is_file()
+
+
 def make_soup(args, name, options, runs):
     """One soup of the five runs (experiments/soup.py), in out/soup/<name>; its summary beside it."""
     folder = args.out / "soup" / name
     record = checkpoint.provenance({"models": [r["checkpoint"] for r in runs.values()]}, {"options": options})
-    if not stage_done(folder.parent / f"{name}.json", record, f"the soup {name!r}", f"{name}.json"):
+    if not file_done(folder.parent / f"{name}.json", record, f"the soup {name!r}"):
         print(f"\n=== {name} ===", flush=True)
         t0 = time.time()
         shutil.rmtree(folder, ignore_errors=True)  # a soup whose stage did not finish: made again
@@ -109,11 +120,12 @@ def make_soup(args, name, options, runs):
 
 
 def detection(args, models):
-    """Every model's held-out detection under MIX, on the held-out blocks of the preset's corpus."""
+    """Every model's held-out detection under each of MIXES, on the held-out blocks of the preset's corpus
+    (the fixed masks and noise of train.py's evaluations)."""
     path = args.out / "detection.json"
     record = checkpoint.provenance({"models": [m["checkpoint"] for m in models.values()]},
-                                   {"mix": [MIX.std_ratio, MIX.itd_ratio]})
-    if stage_done(path, record, "the detection measurement", path.name):
+                                   {"mixes": {k: [c.std_ratio, c.itd_ratio] for k, c in MIXES.items()}})
+    if file_done(path, record, "the detection measurement"):
         return json.loads(path.read_text())
     first = Path(next(iter(models.values()))["checkpoint"])
     tok = Tokenizer(first / "discriminator")
@@ -126,8 +138,10 @@ def detection(args, models):
     result = {}
     for name, m in models.items():
         pair = electra.ElectraPretraining.from_pretrained(m["checkpoint"]).to(device)
-        result[name] = mcl.evaluate(MIX, pair, tok, batches, torch.autocast(device.type, enabled=False))
-        print(f"{name}: {mcl.evaluation_text(result[name])}", flush=True)
+        result[name] = {mix: mcl.evaluate(c, pair, tok, batches, torch.autocast(device.type, enabled=False))
+                        for mix, c in MIXES.items()}
+        for mix, r in result[name].items():
+            print(f"{name}, {mix}: {mcl.evaluation_text(r)}", flush=True)
     checkpoint.write_json(path, result)
     checkpoint.write_record(path, record)
     return result
@@ -158,24 +172,66 @@ def finetune_all(args, models):
     return reports
 
 
+def cost(args, rounds=3, steps=2):
+    """Seconds per optimizer step of each variant's objective (one micro-batch of the preset's 16 x 128,
+    forward, backward, AdamW), measured side by side: the variants take turns, `rounds` times, after a
+    step each to warm up; the median of each and its ratio to ELECTRA's. A run's own minutes depend on
+    what else the machine ran at the time; these ratios do not."""
+    path = args.out / "cost.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    tok = Tokenizer("minilm")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # MiniLM has no detection head: a fresh one, as the runs started
+        warnings.simplefilter("ignore")
+        pair = electra.ElectraPretraining.build("minilm").train()
+    blocks, _, _ = data.load_corpus(["wiki"], tok, 128, pair.config.max_positions, 0.01)
+    ids = blocks.batch(np.arange(16))
+    optimizer = torch.optim.AdamW(pair.parameters(), lr=1e-5)
+    courses = {name: mcl.Courses(**{o[2:].replace("-", "_"): float(v) for o, v in zip(opts[::2], opts[1::2])})
+               for name, (_, opts) in VARIANTS.items()}
+    times = {name: [] for name in courses}
+
+    def step(c):
+        loss, _ = mcl.micro_batch_loss(c, pair, tok, ids, torch.Generator().manual_seed(0))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for c in courses.values():
+        step(c)
+    for _ in range(rounds):
+        for name, c in courses.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(c)
+            times[name].append((time.perf_counter() - t0) / steps)
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    result = {name: {"seconds_per_step": m, "ratio": m / median["electra"], "all": times[name]}
+              for name, m in median.items()}
+    checkpoint.write_json(path, result)
+    return result
+
+
 def trained_balance(summary) -> str:
     """The share of positive labels a run trained on: its own mix, at its last evaluation."""
     end = summary["evals"][-1]
     return f"{end.get('positive_share', end.get('rtd_share_replaced', float('nan'))):.1%}"
 
 
-def tables(args, models, detected, reports) -> tuple[str, dict]:
+def tables(args, models, detected, reports, costs) -> tuple[str, dict]:
     """The detection table and the fine-tuning table (markdown), and their numbers."""
     labels = {**{k: v[0] for k, v in VARIANTS.items()}, **{k: v[0] for k, v in SOUPS.items()}}
-    rows = ["| model | positives trained on | held-out positives | F1 all | F1 RTD | F1 STD | F1 ITD "
-            "| G's MLM accuracy | pretraining min |", "|" + "---|" * 9]
+    rows = ["| model | positives trained on | F1, RTD alone | F1, all courses | its RTD | its STD | its ITD "
+            "| G's MLM accuracy | pretraining min | s per step (x ELECTRA's) |", "|" + "---|" * 10]
     for name, m in models.items():
-        d = detected[name]
+        alone, d = detected[name]["rtd alone"], detected[name]["all courses"]
         balance = trained_balance(m) if "evals" in m else "-"
-        rows.append(f"| {labels[name]} | {balance} | {d['positive_share']:.1%} | {d['f1']:.3f} "
+        rows.append(f"| {labels[name]} | {balance} | {alone['rtd_f1']:.3f} | {d['f1']:.3f} "
                     f"| {d['rtd_f1']:.3f} | {d['std_f1']:.3f} | {d['itd_f1']:.3f} "
-                    f"| {d['generator_accuracy']:.3f} | {m['minutes']:.1f} |")
-    numbers = {"detection": detected, "finetune": {}}
+                    f"| {alone['generator_accuracy']:.3f} | {m['minutes']:.1f} | "
+                    + (f"{costs[name]['seconds_per_step']:.2f} ({costs[name]['ratio']:.2f}x) |" if name in costs
+                       else "- |"))
+    numbers = {"detection": detected, "cost": costs, "finetune": {}}
     head = ["model", *args.tasks, "average", "average minus ELECTRA's, 95% interval"]
     ft = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     per_seed = {name: np.array([[task_score(r["best"]) for r in reports[name, t]["runs"]] for t in args.tasks])
@@ -200,13 +256,13 @@ def main(argv=None):
     models = {**runs, **soups}
     detected = detection(args, models)
     reports = finetune_all(args, models)
-    text, numbers = tables(args, models, detected, reports)
+    costs = cost(args)
+    text, numbers = tables(args, models, detected, reports, costs)
     args.results.mkdir(parents=True, exist_ok=True)
     numbers.update(machine=hardware(args.device), minutes_this_invocation=(time.time() - t0) / 60,
                    soups={k: v["record"]["settings"] for k, v in soups.items()})
     checkpoint.write_json(args.results / "results.json", numbers)
-    (args.results / "tables.md").write_text(text + "\n", encoding="utf-8")
-    print(text)
+    print(text)  # the tables of results/mcl/README.md
 
 
 if __name__ == "__main__":
