@@ -83,11 +83,6 @@ PRESETS = {
     "electra": dict(objective="electra", model="minilm", corpus=["wiki"], block_length=128, batch_size=16,
                     steps=150, lr=5e-4, warmup=15, eval_every=50, eval_blocks=64, save_every=50,
                     out="runs/electra", sample=[SAMPLE + " " + SAMPLE_PLACE]),
-    # The same with every MCL course on, each as frequent as RTD (results/mcl: what they change).
-    "mcl": dict(objective="electra", model="minilm", corpus=["wiki"], block_length=128, batch_size=16,
-                steps=150, lr=5e-4, warmup=15, eval_every=50, eval_blocks=64, save_every=50, out="runs/mcl",
-                sample=[SAMPLE + " " + SAMPLE_PLACE], std_ratio=0.15, itd_ratio=0.15, correct_generator=1.0,
-                correct_discriminator=1.0),
     # The authors' ELECTRA-Base recipe, from BERT-base, as far as one GPU goes (docs/training.md: what differs).
     "electra-base": dict(objective="electra", model="bert-base-uncased", corpus=None, block_length=512,
                          batch_size=256, micro_batch_size=32, steps=50000, lr=2e-4, warmup=10000,
@@ -96,6 +91,9 @@ PRESETS = {
     "tiny": dict(block_length=32, batch_size=8, steps=10, warmup=2, lr=1e-3, eval_every=5, eval_blocks=16,
                  heldout=0.1, save_every=5),
 }
+# The electra preset with every MCL course on, each as frequent as RTD (results/mcl: what they change).
+PRESETS["mcl"] = dict(PRESETS["electra"], out="runs/mcl", std_ratio=0.15, itd_ratio=0.15, correct_generator=1.0,
+                      correct_discriminator=1.0)
 PRESET_HELP = {"demo": "the README's main job, about 5 minutes on 2 CPU cores",
                "rule": "a few steps of your --masking-fn from the demo's head-trained model, about 2 minutes "
                        "on 2 CPU cores (run `make demo` first): look at its picks before and after and the "
