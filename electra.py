@@ -200,6 +200,7 @@ class ElectraPretraining(nn.Module):
             generator.decoder.weight = generator.encoder.embed.word.weight
         self.discriminator, self.generator = discriminator, generator
         self.config = discriminator.config  # the model that is kept
+        self.train(discriminator.training)  # the pair in its parts' mode: eval, as loaded
 
     @classmethod
     def build(cls, discriminator, generator=None, size="auto", **overrides) -> "ElectraPretraining":

@@ -494,3 +494,16 @@ def test_embeddings_narrower_than_the_layers_only_in_electra_s_layout():
         EncoderConfig(hidden_size=32, num_attention_heads=4, embedding_size=16)
     assert "embedding_size" not in EncoderConfig().to_dict()  # BERT's and RoBERTa's files stay as they were
     assert EncoderConfig.from_dict({"model_type": "electra"}).embedding_size == 128  # transformers' default
+
+
+def test_a_pair_keeps_its_parts_mode_and_detect_leaves_it_so():
+    """A pair of loaded (eval-mode) parts is in eval mode, so detect(), which restores the pair's mode,
+    leaves dropout off in every module; a pair put in training stays in training."""
+    for build in (pair, lambda: electra.ElectraPretraining.build(FIXTURES / "electra-disc-tiny")):
+        model = build()
+        assert not any(m.training for m in model.modules())
+        electra.detect(electra.Objective(), model, TOK, blocks(), gen())
+        assert not any(m.training for m in model.modules())
+        model.train()
+        electra.detect(electra.Objective(), model, TOK, blocks(), gen())
+        assert all(m.training for m in model.modules())
