@@ -158,38 +158,49 @@ def test_finetune_fine_tunes_the_discriminator(tmp_path, tiny_checkpoint, tiny_c
 # -- 2. the guarantees of the loop, on this objective ------------------------------------------------
 
 
-def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
-    common = ["--steps", "8", "--save-every", "100", "--eval-every", "3", "--log-every", "1",
-              "--micro-batch-size", "4"]
+def resumed_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch, common, stop):
+    """A run stopped by Ctrl-C in the middle of step `stop`, then resumed, ends with the weights and the
+    log of the same run uninterrupted (test_mcl.py calls it with the courses on)."""
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "whole", *common))
     real = runtime.step_generator
 
-    def stop_at_4(seed, step, micro, device):  # Ctrl-C in the middle of step 4
-        if step == 4 and micro == 1:
+    def stop_there(seed, step, micro, device):  # Ctrl-C in the middle of step `stop`
+        if step == stop and micro == 1:
             raise KeyboardInterrupt
         return real(seed, step, micro, device)
 
-    monkeypatch.setattr(runtime, "step_generator", stop_at_4)
+    monkeypatch.setattr(runtime, "step_generator", stop_there)
     with pytest.raises(SystemExit) as stopped:
         train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
-    assert stopped.value.code == 130 and latest_checkpoint(tmp_path / "split").name == "step-0000004"
+    assert stopped.value.code == 130 and latest_checkpoint(tmp_path / "split").name == f"step-{stop:07d}"
     monkeypatch.setattr(runtime, "step_generator", real)
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common, "--resume"))
     assert_same_weights(final_weights(tmp_path / "whole"), final_weights(tmp_path / "split"))
     assert log_of(tmp_path / "split") == log_of(tmp_path / "whole")  # evaluations of both halves included
 
 
-def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus):
-    common = ["--steps", "4", "--micro-batch-size", "4"]
+def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
+    common = ["--steps", "8", "--save-every", "100", "--eval-every", "3", "--log-every", "1",
+              "--micro-batch-size", "4"]
+    resumed_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch, common, stop=4)
+
+
+def two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus, common, port):
+    """Two torchrun processes end with one process's weights and losses, to float rounding."""
     train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *common))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *common)]
     done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-5)
-    losses = lambda name: [e["loss"] for e in log_of(tmp_path / name) if "loss" in e]
+    losses = lambda name: [e["loss"] for e in log_of(tmp_path / name) if "loss" in e]  # noqa: E731
     assert losses("single") == pytest.approx(losses("ddp"), abs=1e-5)
+
+
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus):
+    two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus, ["--steps", "4", "--micro-batch-size", "4"],
+                            port=29519)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

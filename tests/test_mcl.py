@@ -5,9 +5,6 @@ soups; then train.py with the courses on (a run, exact resume, two processes, bf
 options refused at parse time)."""
 
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,12 +12,11 @@ import torch.nn.functional as F
 
 import electra
 import mcl
-import runtime
 import train
 from checkpoint import latest_checkpoint
 from masking import IGNORE_INDEX, budget, special_tokens_mask
 from test_electra import NO_DROPOUT, TOK, blocks, gen, pair
-from test_electra_train import ROOT, argv, assert_same_weights, final_weights, log_of
+from test_electra_train import argv, resumed_equals_uninterrupted, two_processes_equal_one
 
 MASK = TOK.mask_id
 COURSES = mcl.Courses(std_ratio=0.15, itd_ratio=0.15)
@@ -638,35 +634,12 @@ def test_a_run_with_the_courses_trains_and_reports_each(tmp_path, tiny_checkpoin
 def test_resume_with_the_courses_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch):
     common = [*MCL_OPTIONS, "--steps", "4", "--save-every", "100", "--eval-every", "2", "--log-every", "1",
               "--micro-batch-size", "4"]
-    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "whole", *common))
-    real = runtime.step_generator
-
-    def stop_at_3(seed, step, micro, device):  # Ctrl-C in the middle of step 3
-        if step == 3 and micro == 1:
-            raise KeyboardInterrupt
-        return real(seed, step, micro, device)
-
-    monkeypatch.setattr(runtime, "step_generator", stop_at_3)
-    with pytest.raises(SystemExit) as stopped:
-        train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common))
-    assert stopped.value.code == 130 and latest_checkpoint(tmp_path / "split").name == "step-0000003"
-    monkeypatch.setattr(runtime, "step_generator", real)
-    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "split", *common, "--resume"))
-    assert_same_weights(final_weights(tmp_path / "whole"), final_weights(tmp_path / "split"))
-    assert log_of(tmp_path / "split") == log_of(tmp_path / "whole")
+    resumed_equals_uninterrupted(tmp_path, tiny_checkpoint, tiny_corpus, monkeypatch, common, stop=3)
 
 
 def test_torchrun_two_processes_with_the_courses_equal_one(tmp_path, tiny_checkpoint, tiny_corpus):
     common = [*MCL_OPTIONS, "--steps", "3", "--micro-batch-size", "4", "--eval-every", "100"]
-    train.main(argv(tiny_checkpoint, tiny_corpus, tmp_path / "single", *common))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
-           str(ROOT / "train.py"), *argv(tiny_checkpoint, tiny_corpus, tmp_path / "ddp", *common)]
-    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-5)
-    losses = lambda name: [e["loss"] for e in log_of(tmp_path / name) if "loss" in e]  # noqa: E731
-    assert losses("single") == pytest.approx(losses("ddp"), abs=1e-5)
+    two_processes_equal_one(tmp_path, tiny_checkpoint, tiny_corpus, common, port=29537)
 
 
 def test_the_bf16_path_trains_with_the_courses(tmp_path, tiny_checkpoint, tiny_corpus):
