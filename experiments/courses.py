@@ -129,12 +129,8 @@ def detection(args, models):
         return json.loads(path.read_text())
     first = Path(next(iter(models.values()))["checkpoint"])
     tok = Tokenizer(first / "discriminator")
-    s = checkpoint.read_record(first)["settings"]
     device = torch.device(args.device)
-    positions = electra.EncoderConfig.from_json(first / "discriminator" / "config.json").max_positions
-    _, heldout, _ = data.load_corpus(s["corpus"], tok, s["block_length"], positions, s["heldout"],
-                                     s.get("cache_dir"), s["seed"], s.get("text_field", "text"))
-    batches = electra.heldout_batches(tok, heldout, s["eval_blocks"], 16, device)
+    batches = soup.heldout_batches(first, tok, checkpoint.read_record(first)["settings"]["eval_blocks"], device)
     result = {}
     for name, m in models.items():
         pair = electra.ElectraPretraining.from_pretrained(m["checkpoint"]).to(device)

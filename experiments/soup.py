@@ -35,6 +35,7 @@ import data
 import electra
 import mcl
 import runtime
+from model import EncoderConfig
 from tokenizer import Tokenizer
 
 
@@ -70,21 +71,29 @@ def checkpoint_of(path) -> Path:
     return path
 
 
+def heldout_batches(run, tok, n, device):
+    """The first n held-out blocks of the run whose checkpoint is `run` (its corpus, block length, held-out
+    share and seed, from its record), in batches with the seeds of train.py's evaluations
+    (electra.heldout_batches); exits naming the file where they cannot be had."""
+    record = checkpoint.read_record(run)
+    if record is None:
+        raise SystemExit(f"error: {checkpoint.record_path(run)}: no record of the run's corpus, which its "
+                         "held-out blocks are read from")
+    s = record["settings"]
+    positions = EncoderConfig.from_json(run / "discriminator" / "config.json").max_positions
+    _, heldout, _ = data.load_corpus(s["corpus"], tok, s["block_length"], positions, s["heldout"],
+                                     s.get("cache_dir"), s["seed"], s.get("text_field", "text"))
+    if not len(heldout):
+        raise SystemExit(f"error: {run}: its run kept no held-out blocks (--heldout 0): nothing to score on")
+    return electra.heldout_batches(tok, heldout, n, 16, device)
+
+
 def greedy_score(args, first, tok, device):
     """The greedy soup's dev score: a function of a state dict, held-out detection F1 under the course mix,
-    on the first run's held-out blocks (its corpus, block length, held-out share and seed)."""
-    record = checkpoint.read_record(first)
-    if record is None:
-        raise SystemExit(f"error: {checkpoint.record_path(first)}: no record of the run's corpus, which the "
-                         "greedy score reads its held-out blocks from")
-    s = record["settings"]
+    on the first run's held-out blocks."""
     courses = mcl.Courses(std_ratio=args.std_ratio, itd_ratio=args.itd_ratio)
     model = electra.ElectraPretraining.from_pretrained(first).to(device)
-    _, heldout, _ = data.load_corpus(s["corpus"], tok, s["block_length"], model.config.max_positions,
-                                     s["heldout"], s.get("cache_dir"), s["seed"], s.get("text_field", "text"))
-    if not len(heldout):
-        raise SystemExit(f"error: {first}: its run kept no held-out blocks (--heldout 0): nothing to score on")
-    batches = electra.heldout_batches(tok, heldout, args.eval_blocks, 16, device)
+    batches = heldout_batches(first, tok, args.eval_blocks, device)
 
     def score(state):
         model.load_state_dict(state)
